@@ -1,0 +1,1 @@
+//! mnemom-gateway: the host.

@@ -1,0 +1,2 @@
+//! The `mnemom-gateway` binary.
+fn main() {}

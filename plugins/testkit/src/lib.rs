@@ -1,0 +1,1 @@
+//! testkit adapter (in progress).
