@@ -1,1 +1,10 @@
-//! mnemom-gateway: the host.
+//! mnemom-gateway: a self-hosted LLM gateway. The host owns the hot path (sockets, routing,
+//! streaming, metrics); provider adapters and AIP policies are WebAssembly components.
+
+pub mod app;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod plugin;
+pub mod proxy;

@@ -1,0 +1,203 @@
+//! Wiring: builds the gateway from a validated configuration (engine, plugin registry, upstream
+//! client, proxy, metrics) and runs its HTTP server until shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ops::{self, Lifecycle};
+use crate::plugin::engine::{CompileError, PluginEngine};
+use crate::plugin::registry::{PluginRegistry, RegistryConfig, ReloadReport};
+use crate::proxy::body::GatewayBody;
+use crate::proxy::error::not_found;
+use crate::proxy::exchange::ExchangeObserver;
+use crate::proxy::handler::Proxy;
+use crate::proxy::upstream::build_client;
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Metrics registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The plugin engine failed.
+    #[error("plugin engine: {0}")]
+    Engine(#[from] CompileError),
+    /// A plugin directory does not exist.
+    #[error("invalid configuration: MNEMOM_PLUGIN_DIRS: `{0}` is not a directory")]
+    PluginDir(String),
+    /// No adapter could be loaded at all.
+    #[error("no provider adapter could be loaded: {0}")]
+    NoAdapters(String),
+}
+
+/// The assembled gateway.
+#[derive(Debug)]
+pub struct App {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// The proxy.
+    pub proxy: Arc<Proxy>,
+    /// Probe state.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Result of the initial plugin load.
+    pub initial_load: ReloadReport,
+}
+
+impl App {
+    /// Builds the gateway: loads plugins and prepares the upstream client.
+    pub async fn build(config: Config, observer: Arc<dyn ExchangeObserver>) -> Result<Arc<Self>, BuildError> {
+        for dir in &config.plugin_dirs {
+            if !dir.is_dir() {
+                return Err(BuildError::PluginDir(dir.display().to_string()));
+            }
+        }
+        let metrics = Metrics::new()?;
+        let engine = PluginEngine::new(config.plugin_cache_dir.clone())?;
+        let registry_config = RegistryConfig {
+            plugin_dirs: config.plugin_dirs.clone(),
+            upstream_overrides: config.upstream_overrides.clone(),
+            poll_interval: config.plugin_poll_interval,
+            debounce: config.plugin_reload_debounce,
+        };
+        let (registry, initial_load) = PluginRegistry::start(engine, metrics.clone(), registry_config).await;
+        if registry.current().adapters().is_empty() {
+            let reasons: Vec<String> = initial_load.failed.iter().map(|(n, r)| format!("{n}: {r}")).collect();
+            return Err(BuildError::NoAdapters(reasons.join("; ")));
+        }
+        let config = Arc::new(config);
+        let proxy = Arc::new(Proxy {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            client: build_client(config.connect_timeout),
+            observer,
+        });
+        Ok(Arc::new(Self { config, metrics, registry, proxy, lifecycle: Arc::new(Lifecycle::default()), initial_load }))
+    }
+
+    /// Routes one request.
+    pub async fn route(self: &Arc<Self>, request: Request<Incoming>) -> Response<GatewayBody> {
+        if request.method() == Method::OPTIONS {
+            return ops::preflight();
+        }
+        let path = request.uri().path();
+        match path {
+            "/health/live" => return ops::live(),
+            "/health/ready" => return ops::ready(&self.lifecycle, &self.registry),
+            "/health/startup" => return ops::startup(&self.lifecycle),
+            "/metrics" => return ops::metrics(&self.metrics),
+            _ => {}
+        }
+        let local = match path {
+            "/health" | "/health/" => Some(ops::health(&self.config.version, self.config.aip_enabled)),
+            "/models.json" => Some(ops::models()),
+            _ => None,
+        };
+        if let Some(response) = local {
+            self.count_unknown(&response);
+            return response;
+        }
+        let set = self.registry.current();
+        let Some((adapter, rest)) = set.route(path) else {
+            let prefixes: Vec<String> =
+                set.adapters().iter().map(|a| a.plugin.descriptor().route_prefix.clone()).collect();
+            let response = not_found(&prefixes);
+            self.count_unknown(&response);
+            return response;
+        };
+        let adapter = adapter.clone();
+        let rest = rest.to_owned();
+        self.proxy.handle(&adapter, &rest, request).await
+    }
+
+    fn count_unknown(&self, response: &Response<GatewayBody>) {
+        let status = response.status().as_u16().to_string();
+        self.metrics.requests_total.with_label_values(&["unknown", &status]).inc();
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests and streams finish within the grace period, and returns.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        let watcher = tokio::spawn(self.registry.clone().watch(wait_for(self.clone())));
+        self.lifecycle.mark_started();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (stream, remote) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    self.spawn_connection(&builder, &graceful, stream, remote);
+                }
+            }
+        }
+        self.lifecycle.mark_shutting_down();
+        drop(listener);
+        tracing::info!(grace_seconds = self.config.shutdown_grace.as_secs(), "shutting down: draining in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections drained"),
+            () = tokio::time::sleep(self.config.shutdown_grace) => {
+                tracing::warn!("grace period over; closing remaining connections");
+            }
+        }
+        watcher.abort();
+    }
+
+    fn spawn_connection(
+        self: &Arc<Self>,
+        builder: &auto::Builder<TokioExecutor>,
+        graceful: &hyper_util::server::graceful::GracefulShutdown,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+    ) {
+        let app = self.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.route(request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Resolves when the app starts shutting down (stops the plugin watcher).
+async fn wait_for(app: Arc<App>) {
+    while !app.lifecycle.shutting_down() {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

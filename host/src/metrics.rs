@@ -1,0 +1,171 @@
+//! Prometheus metrics: the six families of the original gateway (same names and labels), the
+//! plugin and overhead metrics of this one, and the standard `process_*` metrics. Every family
+//! is present from start-up with its known label values at zero.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Providers known at start-up (label values pre-created at zero).
+pub const KNOWN_PROVIDERS: &[&str] = &["anthropic", "openai", "gemini", "unknown"];
+/// Every value of `X-AIP-Verdict`.
+pub const AIP_VERDICTS: &[&str] = &["clear", "review_needed", "boundary_violation", "pending", "disabled", "skipped", "error"];
+/// Cache operations and results.
+pub const CACHE_OPERATIONS: &[&str] = &["get", "put", "delete", "list"];
+/// Cache results.
+pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "error"];
+/// Background tasks of this version.
+pub const BACKGROUND_TASKS: &[&str] = &["extraction"];
+
+/// Request-duration buckets of the original (seconds).
+const REQUEST_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Sub-millisecond buckets for the gateway's own time and plugin calls.
+const FINE_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Every metric the gateway exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `gateway_requests_total{provider,status}`.
+    pub requests_total: IntCounterVec,
+    /// `gateway_request_duration_seconds{provider}`, measured to the end of the response body.
+    pub request_duration: HistogramVec,
+    /// `gateway_aip_checks_total{verdict}`.
+    pub aip_checks_total: IntCounterVec,
+    /// `gateway_cache_operations_total{operation,result}`.
+    pub cache_operations_total: IntCounterVec,
+    /// `gateway_background_tasks_total{task}`.
+    pub background_tasks_total: IntCounterVec,
+    /// `gateway_cron_runs_total{job,result}`.
+    pub cron_runs_total: IntCounterVec,
+    /// `gateway_plugin_reloads_total{plugin,result}` (`success` | `error`).
+    pub plugin_reloads_total: IntCounterVec,
+    /// `gateway_plugin_calls_total{plugin,result}` (`success` | `error` | `trap` | `timeout` | `memory`).
+    pub plugin_calls_total: IntCounterVec,
+    /// `gateway_plugin_call_duration_seconds{plugin,function}`.
+    pub plugin_call_duration: HistogramVec,
+    /// `gateway_plugin_fail_open_total{plugin,function}`: failed calls passed through untouched.
+    pub plugin_fail_open_total: IntCounterVec,
+    /// `gateway_overhead_seconds{provider}`: total time minus upstream time.
+    pub overhead_seconds: HistogramVec,
+    /// `gateway_upstream_errors_total{provider,kind}` (`connect` | `timeout` | `protocol` | `idle_timeout`).
+    pub upstream_errors_total: IntCounterVec,
+    /// `gateway_extractions_total{provider,result}` (`success` | `error` | `abandoned` | `skipped`).
+    pub extractions_total: IntCounterVec,
+    /// `gateway_active_streams`: responses currently being streamed to clients.
+    pub active_streams: IntGauge,
+    /// `gateway_plugins_loaded`: plugins in the active set.
+    pub plugins_loaded: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let metrics = Self {
+            requests_total: counter("gateway_requests_total", "Requests handled, by provider and HTTP status.", &["provider", "status"])?,
+            request_duration: histogram(
+                "gateway_request_duration_seconds",
+                "Request duration from arrival to the end of the response body.",
+                &["provider"],
+                REQUEST_BUCKETS,
+            )?,
+            aip_checks_total: counter("gateway_aip_checks_total", "AIP integrity checks, by verdict.", &["verdict"])?,
+            cache_operations_total: counter("gateway_cache_operations_total", "Cache operations, by operation and result.", &["operation", "result"])?,
+            background_tasks_total: counter("gateway_background_tasks_total", "Background tasks run, by task.", &["task"])?,
+            cron_runs_total: counter("gateway_cron_runs_total", "Scheduled job runs, by job and result.", &["job", "result"])?,
+            plugin_reloads_total: counter("gateway_plugin_reloads_total", "Plugin loads and reloads, by plugin and result.", &["plugin", "result"])?,
+            plugin_calls_total: counter("gateway_plugin_calls_total", "Plugin calls, by plugin and result.", &["plugin", "result"])?,
+            plugin_call_duration: histogram(
+                "gateway_plugin_call_duration_seconds",
+                "Duration of plugin calls, instance checkout included.",
+                &["plugin", "function"],
+                FINE_BUCKETS,
+            )?,
+            plugin_fail_open_total: counter(
+                "gateway_plugin_fail_open_total",
+                "Failed plugin calls whose request or response was passed through untouched.",
+                &["plugin", "function"],
+            )?,
+            overhead_seconds: histogram(
+                "gateway_overhead_seconds",
+                "Time the gateway adds: total request time minus time spent waiting on the upstream.",
+                &["provider"],
+                FINE_BUCKETS,
+            )?,
+            upstream_errors_total: counter("gateway_upstream_errors_total", "Upstream failures, by provider and kind.", &["provider", "kind"])?,
+            extractions_total: counter(
+                "gateway_extractions_total",
+                "Response extractions (thinking, text, tool calls, usage), by provider and result.",
+                &["provider", "result"],
+            )?,
+            active_streams: {
+                let g = IntGauge::new("gateway_active_streams", "Responses currently being streamed to clients.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            plugins_loaded: {
+                let g = IntGauge::new("gateway_plugins_loaded", "Plugins in the active plugin set.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            registry,
+        };
+        metrics.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        metrics.preset();
+        Ok(metrics)
+    }
+
+    /// Creates the known label combinations at zero so dashboards and alerts see every series
+    /// from start-up.
+    fn preset(&self) {
+        for provider in KNOWN_PROVIDERS {
+            self.requests_total.with_label_values(&[provider, "200"]);
+            self.request_duration.with_label_values(&[provider]);
+            self.overhead_seconds.with_label_values(&[provider]);
+        }
+        for verdict in AIP_VERDICTS {
+            self.aip_checks_total.with_label_values(&[verdict]);
+        }
+        for op in CACHE_OPERATIONS {
+            for result in CACHE_RESULTS {
+                self.cache_operations_total.with_label_values(&[op, result]);
+            }
+        }
+        for task in BACKGROUND_TASKS {
+            self.background_tasks_total.with_label_values(&[task]);
+        }
+    }
+
+    /// Pre-creates the per-plugin series of a newly loaded plugin.
+    pub fn preset_plugin(&self, plugin: &str) {
+        for result in ["success", "error"] {
+            self.plugin_reloads_total.with_label_values(&[plugin, result]);
+        }
+        for result in ["success", "error", "trap", "timeout", "memory"] {
+            self.plugin_calls_total.with_label_values(&[plugin, result]);
+        }
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> (String, Vec<u8>) {
+        let encoder = TextEncoder::new();
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        (encoder.format_type().to_owned(), buffer)
+    }
+}

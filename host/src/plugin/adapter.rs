@@ -1,0 +1,440 @@
+//! A loaded provider-adapter plugin: validation at load (world, imports, smoke call), a warm
+//! instance pool, and typed calls with deadline, memory cap, metrics and typed errors.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::component::{Component, types::ComponentItem};
+use wasmtime::{Store, Trap};
+
+use super::bindings::{ProviderAdapter, ProviderAdapterPre, wit_types};
+use super::engine::PluginEngine;
+use super::instance::{PluginIdentity, PluginState, import_allowed, linker};
+use super::manifest::{FailureMode, Manifest, World};
+use crate::metrics::Metrics;
+
+pub use wit_types::{
+    AdapterError, CredentialSource, ErrorKind, Extraction, GatewayError, RequestInfo, RequestPlan, SseEvent,
+    StreamDelta,
+};
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built into the binary.
+    Embedded,
+    /// Loaded from a manifest file in a plugin directory.
+    Directory(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Embedded => f.write_str("embedded"),
+            Origin::Directory(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Why a plugin was refused at load time.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes do not compile as a component.
+    #[error(transparent)]
+    Compile(#[from] super::engine::CompileError),
+    /// The component does not export what its world requires.
+    #[error("component does not implement world `{world}`: missing export `{export}`")]
+    WrongWorld {
+        /// The manifest's world.
+        world: &'static str,
+        /// The missing export.
+        export: &'static str,
+    },
+    /// The component imports something the gateway does not allow.
+    #[error("component imports `{0}`, which plugins may not use")]
+    ForbiddenImport(String),
+    /// Instantiation or the type check of the exports failed.
+    #[error("component cannot be instantiated: {0}")]
+    Instantiate(String),
+    /// The smoke call (`describe`) failed.
+    #[error("smoke call failed: {0}")]
+    SmokeCall(#[source] PluginError),
+    /// The descriptor is unusable.
+    #[error("invalid descriptor: {0}")]
+    Descriptor(String),
+}
+
+/// Why a plugin call failed. Never a panic: every trap becomes one of these.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The call ran past its deadline and was interrupted.
+    #[error("plugin `{plugin}` exceeded its {deadline_ms} ms deadline")]
+    Timeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// The call tried to grow memory past the cap.
+    #[error("plugin `{plugin}` exceeded its memory cap of {cap_mb} MiB")]
+    Memory {
+        /// Plugin name.
+        plugin: String,
+        /// The cap.
+        cap_mb: usize,
+    },
+    /// The guest trapped (panic, unreachable, out-of-bounds access...).
+    #[error("plugin `{plugin}` trapped: {message}")]
+    Trap {
+        /// Plugin name.
+        plugin: String,
+        /// The trap.
+        message: String,
+    },
+    /// A fresh instance could not be created.
+    #[error("plugin `{plugin}` could not be instantiated: {message}")]
+    Instantiate {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
+    /// The plugin declined the input (e.g. a body that is not JSON).
+    #[error("plugin `{plugin}` does not handle this input: {message}")]
+    Unsupported {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's reason.
+        message: String,
+    },
+    /// The plugin reported an internal error.
+    #[error("plugin `{plugin}` failed: {message}")]
+    Failed {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's reason.
+        message: String,
+    },
+}
+
+impl PluginError {
+    /// The `result` label of `gateway_plugin_calls_total` for this error.
+    pub fn metric_result(&self) -> &'static str {
+        match self {
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::Memory { .. } => "memory",
+            PluginError::Trap { .. } | PluginError::Instantiate { .. } => "trap",
+            PluginError::Unsupported { .. } | PluginError::Failed { .. } => "error",
+        }
+    }
+
+    /// Whether the plugin simply declined the input (not a fault of the plugin).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, PluginError::Unsupported { .. })
+    }
+}
+
+/// What an adapter says about itself, validated.
+#[derive(Debug, Clone)]
+pub struct AdapterDescriptor {
+    /// Provider name (metrics label).
+    pub name: String,
+    /// Route prefix, e.g. `/anthropic`.
+    pub route_prefix: String,
+    /// Default upstream base URL.
+    pub default_upstream: http::Uri,
+    /// Where the caller's key is carried.
+    pub credential_sources: Vec<CredentialSource>,
+}
+
+/// A warm instance with its store.
+struct Warm {
+    store: Store<PluginState>,
+    bindings: ProviderAdapter,
+    uses: u32,
+}
+
+/// A loaded, validated provider adapter.
+pub struct AdapterPlugin {
+    manifest: Manifest,
+    descriptor: AdapterDescriptor,
+    sha256: String,
+    origin: Origin,
+    engine: PluginEngine,
+    pre: ProviderAdapterPre<PluginState>,
+    identity: Arc<PluginIdentity>,
+    idle: Mutex<Vec<Warm>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AdapterPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterPlugin")
+            .field("name", &self.manifest.name)
+            .field("sha256", &self.sha256)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The exports `provider-adapter` requires, by their full names.
+const ADAPTER_FUNCTIONS: &[&str] = &["describe", "transform-request", "parse-response", "parse-event", "map-error"];
+
+/// Checks a compiled component against `world` and the import allow-list.
+pub fn check_component(engine: &PluginEngine, component: &Component, world: World) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine.engine()) {
+        if !import_allowed(name) {
+            return Err(LoadError::ForbiddenImport(name.to_owned()));
+        }
+    }
+    match world {
+        World::ProviderAdapter => {
+            let export = ty
+                .exports(engine.engine())
+                .find(|(name, _)| name.starts_with("mnemom:gateway/adapter@0.1."))
+                .map(|(_, item)| item.ty);
+            let Some(ComponentItem::ComponentInstance(instance)) = export else {
+                return Err(LoadError::WrongWorld { world: world.as_str(), export: "mnemom:gateway/adapter@0.1.0" });
+            };
+            for function in ADAPTER_FUNCTIONS {
+                if !instance.exports(engine.engine()).any(|(name, _)| name == *function) {
+                    return Err(LoadError::WrongWorld { world: world.as_str(), export: function });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl AdapterPlugin {
+    /// Compiles, checks and smoke-tests a provider adapter.
+    pub async fn load(
+        engine: &PluginEngine,
+        manifest: Manifest,
+        wasm: &[u8],
+        sha256: String,
+        origin: Origin,
+        metrics: &Metrics,
+    ) -> Result<Self, LoadError> {
+        let component = engine.compile(wasm, &sha256)?;
+        check_component(engine, &component, manifest.world)?;
+        let linker = linker(engine.engine()).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = ProviderAdapterPre::new(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let identity = Arc::new(PluginIdentity { name: manifest.name.clone(), config: manifest.config.clone() });
+        metrics.preset_plugin(&manifest.name);
+        let mut plugin = Self {
+            descriptor: AdapterDescriptor {
+                name: String::new(),
+                route_prefix: String::new(),
+                default_upstream: http::Uri::from_static("http://invalid"),
+                credential_sources: Vec::new(),
+            },
+            manifest,
+            sha256,
+            origin,
+            engine: engine.clone(),
+            pre,
+            identity,
+            idle: Mutex::new(Vec::new()),
+            metrics: metrics.clone(),
+        };
+        let raw = plugin.describe().await.map_err(LoadError::SmokeCall)?;
+        plugin.descriptor = validate_descriptor(raw)?;
+        Ok(plugin)
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The plugin's name (from its manifest).
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The validated descriptor.
+    pub fn descriptor(&self) -> &AdapterDescriptor {
+        &self.descriptor
+    }
+
+    /// Hex sha256 of the component.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Where it was loaded from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The failure mode.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.manifest.failure_mode
+    }
+
+    /// Number of idle warm instances (for tests and diagnostics).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    async fn checkout(&self) -> Result<Warm, PluginError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(warm) = reused {
+            return Ok(warm);
+        }
+        let mut store = Store::new(
+            self.engine.engine(),
+            PluginState::new(self.identity.clone(), self.manifest.limits.memory_bytes),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
+        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| self.classify(&store, e))?;
+        Ok(Warm { store, bindings, uses: 0 })
+    }
+
+    /// Returns an instance to the pool unless it should be recycled.
+    fn checkin(&self, mut warm: Warm) {
+        warm.uses += 1;
+        let limits = &self.manifest.limits;
+        if warm.uses >= limits.recycle_after || warm.store.data().limiter.peak() > limits.recycle_memory_bytes {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < limits.pool_size {
+                idle.push(warm);
+            }
+        }
+    }
+
+    fn classify(&self, store: &Store<PluginState>, error: wasmtime::Error) -> PluginError {
+        let plugin = self.manifest.name.clone();
+        if store.data().limiter.denied() {
+            return PluginError::Memory { plugin, cap_mb: self.manifest.limits.memory_bytes >> 20 };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin,
+                deadline_ms: self.manifest.limits.timeout.as_millis() as u64,
+            },
+            _ => PluginError::Trap { plugin, message: format!("{error:#}") },
+        }
+    }
+
+    fn record(&self, function: &str, started: Instant, result: &Result<(), PluginError>) {
+        let label = match result {
+            Ok(()) => "success",
+            Err(e) => e.metric_result(),
+        };
+        self.metrics.plugin_calls_total.with_label_values(&[self.name(), label]).inc();
+        self.metrics
+            .plugin_call_duration
+            .with_label_values(&[self.name(), function])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn adapter_error(&self, error: AdapterError) -> PluginError {
+        let plugin = self.manifest.name.clone();
+        match error {
+            AdapterError::Unsupported(message) => PluginError::Unsupported { plugin, message },
+            AdapterError::Internal(message) => PluginError::Failed { plugin, message },
+        }
+    }
+
+    /// Runs one call on a warm instance: deadline armed, outcome classified, instance recycled
+    /// on any trap. `call` receives the bindings and the store.
+    async fn run<R>(
+        &self,
+        function: &'static str,
+        call: impl AsyncFnOnce(&ProviderAdapter, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let started = Instant::now();
+        let mut warm = match self.checkout().await {
+            Ok(warm) => warm,
+            Err(e) => {
+                let failure = Err(e);
+                self.record(function, started, &failure.as_ref().map(|_| ()).map_err(Clone::clone));
+                return failure;
+            }
+        };
+        warm.store.set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
+        let Warm { ref mut store, ref bindings, .. } = warm;
+        let outcome = call(bindings, store).await;
+        let result = match outcome {
+            Ok(value) => {
+                self.checkin(warm);
+                Ok(value)
+            }
+            // A trapped instance is never reused: its memory may be in any state.
+            Err(e) => Err(self.classify(&warm.store, e)),
+        };
+        self.record(function, started, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+        result
+    }
+
+    /// `describe` (also the smoke call at load time).
+    pub async fn describe(&self) -> Result<wit_types::Descriptor, PluginError> {
+        self.run("describe", async |b, s| b.mnemom_gateway_adapter().call_describe(s).await).await
+    }
+
+    /// `transform-request`.
+    pub async fn transform_request(&self, request: &RequestInfo, body: &[u8]) -> Result<RequestPlan, PluginError> {
+        let result = self
+            .run("transform-request", async |b, s| {
+                b.mnemom_gateway_adapter().call_transform_request(s, request, body).await
+            })
+            .await?;
+        result.map_err(|e| self.adapter_error(e))
+    }
+
+    /// `parse-response`.
+    pub async fn parse_response(&self, body: &[u8]) -> Result<Extraction, PluginError> {
+        let result = self
+            .run("parse-response", async |b, s| b.mnemom_gateway_adapter().call_parse_response(s, body).await)
+            .await?;
+        result.map_err(|e| self.adapter_error(e))
+    }
+
+    /// `parse-event`.
+    pub async fn parse_event(&self, event: &SseEvent) -> Result<StreamDelta, PluginError> {
+        let result = self
+            .run("parse-event", async |b, s| b.mnemom_gateway_adapter().call_parse_event(s, event).await)
+            .await?;
+        result.map_err(|e| self.adapter_error(e))
+    }
+
+    /// `map-error`.
+    pub async fn map_error(&self, error: &GatewayError) -> Result<Vec<u8>, PluginError> {
+        self.run("map-error", async |b, s| b.mnemom_gateway_adapter().call_map_error(s, error).await).await
+    }
+}
+
+/// Validates a descriptor returned by `describe`.
+pub fn validate_descriptor(raw: wit_types::Descriptor) -> Result<AdapterDescriptor, LoadError> {
+    super::manifest::validate_name(&raw.name).map_err(|e| LoadError::Descriptor(format!("name: {e}")))?;
+    let prefix = raw.route_prefix;
+    let valid_prefix = prefix.len() > 1
+        && prefix.starts_with('/')
+        && !prefix[1..].contains('/')
+        && prefix[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid_prefix {
+        return Err(LoadError::Descriptor(format!("route prefix `{prefix}` must be `/` followed by one path segment")));
+    }
+    if matches!(prefix.as_str(), "/health" | "/metrics" | "/models.json") {
+        return Err(LoadError::Descriptor(format!("route prefix `{prefix}` is reserved by the gateway")));
+    }
+    let upstream = crate::config::parse_base_url("default-upstream", &raw.default_upstream)
+        .map_err(|e| LoadError::Descriptor(e.reason))?;
+    if raw.credential_sources.is_empty() {
+        return Err(LoadError::Descriptor("no credential sources".into()));
+    }
+    Ok(AdapterDescriptor {
+        name: raw.name,
+        route_prefix: prefix,
+        default_upstream: upstream,
+        credential_sources: raw.credential_sources,
+    })
+}

@@ -1,0 +1,259 @@
+//! Bodies: reading the client's request body under a size limit, and the response body that
+//! streams the provider's bytes to the client unchanged while handing a bounded copy to
+//! extraction, enforcing the idle timeout and recording metrics when the stream ends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+/// Errors inside response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body the gateway sends.
+pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> GatewayBody {
+    full(Bytes::new())
+}
+
+/// Why the request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Larger than allowed.
+    #[error("body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The client stopped sending or broke the framing.
+    #[error("{0}")]
+    Read(String),
+    /// The client went silent.
+    #[error("client sent nothing for {0:?}")]
+    Idle(Duration),
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+pub async fn read_limited(mut body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, ReadError> {
+    if let Some(upper) = body.size_hint().upper() {
+        if upper > limit as u64 {
+            return Err(ReadError::TooLarge(limit));
+        }
+    }
+    let exact = body.size_hint().exact();
+    let mut collected: Vec<u8> = Vec::with_capacity(exact.map(|n| n as usize).unwrap_or(0).min(limit));
+    let mut first: Option<Bytes> = None;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ReadError::Idle(idle)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ReadError::Read(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let so_far = collected.len() + first.as_ref().map_or(0, Bytes::len);
+        if so_far + data.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        // Most bodies arrive in one frame: keep it without copying.
+        if first.is_none() && collected.is_empty() {
+            first = Some(data);
+        } else {
+            if let Some(f) = first.take() {
+                collected.extend_from_slice(&f);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(match first {
+        Some(f) if collected.is_empty() => f,
+        _ => Bytes::from(collected),
+    })
+}
+
+/// Where the response copy goes.
+#[derive(Debug)]
+pub enum Capture {
+    /// Nothing is captured.
+    None,
+    /// A whole (non-streamed) body is collected up to a limit.
+    Whole {
+        /// Chunks so far.
+        chunks: Vec<Bytes>,
+        /// Bytes so far.
+        size: usize,
+        /// Limit.
+        limit: usize,
+        /// Receives the body at the end, or nothing if it was too large or broken.
+        done: Option<tokio::sync::oneshot::Sender<Option<Vec<Bytes>>>>,
+    },
+    /// A stream is copied chunk by chunk to the extraction task through a bounded channel.
+    Stream(mpsc::Sender<Bytes>),
+}
+
+/// Called once when the response body ends (completely, with an error, or dropped by a client
+/// that went away).
+pub type Finisher = Box<dyn FnOnce(BodyOutcome) + Send>;
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Every byte was forwarded.
+    Complete,
+    /// The upstream failed or went idle mid-body.
+    UpstreamError,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+pin_project_lite::pin_project! {
+    /// The provider's body on its way to the client.
+    pub struct TeeBody {
+        #[pin]
+        inner: Incoming,
+        capture: Capture,
+        idle_timeout: Duration,
+        idle: Pin<Box<Sleep>>,
+        finisher: Option<Finisher>,
+        // Called once when the copy fell behind and was abandoned.
+        abandoned: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl PinnedDrop for TeeBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.finisher.take() {
+                finish(BodyOutcome::ClientGone);
+            }
+        }
+    }
+}
+
+impl TeeBody {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: Incoming,
+        capture: Capture,
+        idle_timeout: Duration,
+        finisher: Finisher,
+        on_abandon: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        Self {
+            inner,
+            capture,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            finisher: Some(finisher),
+            abandoned: Some(on_abandon),
+        }
+    }
+}
+
+/// The upstream went silent for longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?}; response aborted")]
+pub struct IdleTimeout(pub Duration);
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Pending => {
+                if this.idle.as_mut().poll(cx).is_ready() {
+                    let timeout = *this.idle_timeout;
+                    finish_capture(this.capture, false);
+                    if let Some(finish) = this.finisher.take() {
+                        finish(BodyOutcome::UpstreamError);
+                    }
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(timeout)))));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                finish_capture(this.capture, true);
+                if let Some(finish) = this.finisher.take() {
+                    finish(BodyOutcome::Complete);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                finish_capture(this.capture, false);
+                if let Some(finish) = this.finisher.take() {
+                    finish(BodyOutcome::UpstreamError);
+                }
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + *this.idle_timeout;
+                this.idle.as_mut().reset(deadline);
+                if let Some(data) = frame.data_ref() {
+                    if !copy_chunk(this.capture, data) {
+                        *this.capture = Capture::None;
+                        if let Some(abandon) = this.abandoned.take() {
+                            abandon();
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Copies a chunk; `false` means the copy must be abandoned (too large or too far behind).
+fn copy_chunk(capture: &mut Capture, data: &Bytes) -> bool {
+    match capture {
+        Capture::None => true,
+        Capture::Whole { chunks, size, limit, .. } => {
+            *size += data.len();
+            if *size > *limit {
+                return false;
+            }
+            // `Bytes` clones share the buffer: no copy of the payload.
+            chunks.push(data.clone());
+            true
+        }
+        Capture::Stream(tx) => tx.try_send(data.clone()).is_ok(),
+    }
+}
+
+fn finish_capture(capture: &mut Capture, complete: bool) {
+    if let Capture::Whole { chunks, done, .. } = capture {
+        if let Some(done) = done.take() {
+            let body = if complete { Some(std::mem::take(chunks)) } else { None };
+            let _ = done.send(body);
+        }
+    }
+    // Dropping a stream sender closes the channel: the extraction task sees the end.
+    *capture = Capture::None;
+}
+
+/// Measures the gateway's own time for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// When the request arrived.
+    pub arrived: Instant,
+    /// Time spent waiting for the upstream's response headers.
+    pub upstream_wait: Duration,
+}

@@ -1,0 +1,73 @@
+//! The record of one completed exchange (request, response, extraction) and the observer
+//! interface through which later stages (AIP analysis, usage records) receive it. The proxy
+//! never waits for an observer: exchanges are delivered from a background task.
+
+use std::time::{Duration, SystemTime};
+
+use super::extract::Extracted;
+use super::identity::AgentIdentity;
+
+/// One finished request/response pair. Never holds the caller's key or the prompt.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Adapter (provider) name.
+    pub provider: String,
+    /// Who called.
+    pub identity: AgentIdentity,
+    /// HTTP method.
+    pub method: String,
+    /// Path after the route prefix.
+    pub path: String,
+    /// Upstream status.
+    pub status: u16,
+    /// Whether the response was an event stream.
+    pub streaming: bool,
+    /// Model named by the request.
+    pub request_model: Option<String>,
+    /// Whether thinking settings were injected.
+    pub thinking_injected: bool,
+    /// What was extracted, when extraction ran and succeeded.
+    pub extracted: Option<Extracted>,
+    /// Why extraction did not produce a result, when it did not.
+    pub extraction_note: Option<String>,
+    /// When the request arrived.
+    pub started_at: SystemTime,
+    /// Total duration to the end of the response body.
+    pub duration: Duration,
+}
+
+/// Receives completed exchanges.
+pub trait ExchangeObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// Called once per exchange whose response body finished (from a background task).
+    fn observe(&self, exchange: Exchange);
+}
+
+/// Logs a one-line summary per exchange at debug level: sizes and counts, never content.
+#[derive(Debug, Default)]
+pub struct LogObserver;
+
+impl ExchangeObserver for LogObserver {
+    fn observe(&self, exchange: Exchange) {
+        let (thinking_bytes, text_blocks, tool_calls) = exchange
+            .extracted
+            .as_ref()
+            .map(|e| (e.thinking_bytes(), e.text.len(), e.tool_calls.len()))
+            .unwrap_or_default();
+        tracing::debug!(
+            provider = %exchange.provider,
+            agent = %exchange.identity.agent_id,
+            session = %exchange.identity.session_id,
+            status = exchange.status,
+            streaming = exchange.streaming,
+            model = exchange.extracted.as_ref().and_then(|e| e.model.as_deref()).or(exchange.request_model.as_deref()).unwrap_or(""),
+            thinking_bytes,
+            text_blocks,
+            tool_calls,
+            input_tokens = exchange.extracted.as_ref().and_then(|e| e.usage.input_tokens).unwrap_or(0),
+            output_tokens = exchange.extracted.as_ref().and_then(|e| e.usage.output_tokens).unwrap_or(0),
+            note = exchange.extraction_note.as_deref().unwrap_or(""),
+            duration_ms = exchange.duration.as_millis() as u64,
+            "exchange completed"
+        );
+    }
+}

@@ -1,0 +1,501 @@
+//! The provider proxy: identify the caller, let the adapter prepare the request, forward it to
+//! the upstream, and stream the answer back byte for byte while a bounded copy feeds extraction.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::{BodyOutcome, Capture, GatewayBody, ReadError, TeeBody, read_limited};
+use super::error::ProxyError;
+use super::exchange::{Exchange, ExchangeObserver};
+use super::extract::{Extracted, StreamAccumulator};
+use super::headers::{self, add_cors};
+use super::identity::{AgentIdentity, KeyError, extract_key};
+use super::sse::Framer;
+use super::upstream::UpstreamClient;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::plugin::adapter::{PluginError, RequestInfo, SseEvent};
+use crate::plugin::bindings::wit_types::Header;
+use crate::plugin::manifest::FailureMode;
+use crate::plugin::registry::RoutedAdapter;
+
+/// Chunks of a streamed response the extraction copy may lag behind before it is abandoned.
+const STREAM_COPY_CHUNKS: usize = 1024;
+
+/// Everything the proxy needs, shared by all requests.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Upstream client.
+    pub client: UpstreamClient,
+    /// Receives completed exchanges.
+    pub observer: Arc<dyn ExchangeObserver>,
+}
+
+/// What the request stage hands to the response stage.
+struct Forwarded {
+    provider: String,
+    identity: AgentIdentity,
+    method: String,
+    path: String,
+    streaming_requested: bool,
+    request_model: Option<String>,
+    thinking_injected: bool,
+    started_at: SystemTime,
+    arrived: Instant,
+    pre_upstream: Duration,
+}
+
+impl Proxy {
+    /// Handles one request routed to `adapter`, with `rest` the path after its prefix.
+    pub async fn handle(self: &Arc<Self>, adapter: &RoutedAdapter, rest: &str, request: Request<Incoming>) -> Response<GatewayBody> {
+        let arrived = Instant::now();
+        let provider = adapter.plugin.descriptor().name.clone();
+        let response = match self.forward(adapter, rest, request, arrived).await {
+            Ok(response) => response,
+            Err(error) => {
+                let response = error.into_response(adapter).await;
+                let status = response.status().as_u16().to_string();
+                self.metrics.requests_total.with_label_values(&[&provider, &status]).inc();
+                self.metrics.request_duration.with_label_values(&[&provider]).observe(arrived.elapsed().as_secs_f64());
+                response
+            }
+        };
+        response
+    }
+
+    async fn forward(
+        self: &Arc<Self>,
+        adapter: &RoutedAdapter,
+        rest: &str,
+        request: Request<Incoming>,
+        arrived: Instant,
+    ) -> Result<Response<GatewayBody>, ProxyError> {
+        let started_at = SystemTime::now();
+        let descriptor = adapter.plugin.descriptor();
+        let provider = descriptor.name.clone();
+        let (parts, body) = request.into_parts();
+        let query = parts.uri.query();
+
+        let key = extract_key(&descriptor.credential_sources, &parts.headers, query).map_err(|e| match e {
+            KeyError::Missing { expected } => ProxyError::MissingKey { expected },
+            KeyError::Invalid { .. } => ProxyError::InvalidKey(format!("Invalid API key: {e}")),
+        })?;
+        let identity = AgentIdentity::from_key(&key, started_at);
+        drop(key);
+
+        let body = read_limited(body, self.config.max_request_bytes, self.config.idle_timeout)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
+                other => ProxyError::BodyRead(other.to_string()),
+            })?;
+
+        let info = RequestInfo {
+            method: parts.method.as_str().to_owned(),
+            path: rest.to_owned(),
+            query: query.unwrap_or("").to_owned(),
+            headers: adapter_headers(&parts.headers),
+            system_notes: Vec::new(),
+        };
+        let mut outbound_body = body.clone();
+        let mut streaming_requested = false;
+        let mut request_model = None;
+        let mut thinking_injected = false;
+        if !body.is_empty() {
+            match adapter.plugin.transform_request(&info, &body).await {
+                Ok(plan) => {
+                    streaming_requested = plan.streaming;
+                    request_model = plan.model;
+                    thinking_injected = plan.thinking_injected;
+                    if let Some(new_body) = plan.body {
+                        outbound_body = Bytes::from(new_body);
+                    }
+                }
+                // Not a body the adapter edits (e.g. malformed JSON): forward it untouched.
+                Err(PluginError::Unsupported { message, .. }) => {
+                    tracing::debug!(provider = %provider, reason = %message, "request forwarded unchanged");
+                }
+                Err(error) => match adapter.plugin.failure_mode() {
+                    FailureMode::FailOpen => {
+                        self.metrics
+                            .plugin_fail_open_total
+                            .with_label_values(&[adapter.plugin.name(), "transform-request"])
+                            .inc();
+                        tracing::warn!(plugin = %adapter.plugin.name(), error = %error, "adapter failed; request forwarded unchanged (fail-open)");
+                    }
+                    FailureMode::FailClosed => {
+                        tracing::warn!(plugin = %adapter.plugin.name(), error = %error, "adapter failed; request refused (fail-closed)");
+                        return Err(ProxyError::PluginFailClosed { plugin: adapter.plugin.name().to_owned(), source: error });
+                    }
+                },
+            }
+        }
+
+        let uri = upstream_uri(&adapter.upstream, rest, query)?;
+        let mut upstream_request = Request::new(Full::new(outbound_body.clone()));
+        *upstream_request.method_mut() = parts.method.clone();
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = headers::upstream_request_headers(&parts.headers);
+        if !outbound_body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+            upstream_request
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(outbound_body.len()));
+        }
+
+        let pre_upstream = arrived.elapsed();
+        let sent = Instant::now();
+        let response = match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(upstream_request)).await {
+            Err(_) => {
+                self.metrics.upstream_errors_total.with_label_values(&[&provider, "timeout"]).inc();
+                return Err(ProxyError::UpstreamTimeout { provider, seconds: self.config.first_byte_timeout.as_secs() });
+            }
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() { "connect" } else { "protocol" };
+                self.metrics.upstream_errors_total.with_label_values(&[&provider, kind]).inc();
+                let message = error_chain(&e);
+                tracing::warn!(provider = %provider, error = %message, "upstream request failed");
+                return Err(ProxyError::UpstreamConnect { provider, message });
+            }
+            Ok(Ok(response)) => response,
+        };
+        let upstream_wait = sent.elapsed();
+
+        let forwarded = Forwarded {
+            provider,
+            identity,
+            method: parts.method.as_str().to_owned(),
+            path: rest.to_owned(),
+            streaming_requested,
+            request_model,
+            thinking_injected,
+            started_at,
+            arrived,
+            pre_upstream: pre_upstream + upstream_wait.saturating_sub(upstream_wait),
+        };
+        Ok(self.respond(adapter, response, forwarded, upstream_wait))
+    }
+
+    fn respond(
+        self: &Arc<Self>,
+        adapter: &RoutedAdapter,
+        response: Response<Incoming>,
+        forwarded: Forwarded,
+        upstream_wait: Duration,
+    ) -> Response<GatewayBody> {
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let mut out_headers = headers::client_response_headers(&parts.headers);
+        if let Ok(v) = HeaderValue::from_str(&forwarded.identity.agent_id) {
+            out_headers.insert(headers::AGENT.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&forwarded.identity.session_id) {
+            out_headers.insert(headers::SESSION.clone(), v);
+        }
+        add_cors(&mut out_headers);
+
+        let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_ascii_lowercase();
+        let encoding = header_str(&parts.headers, header::CONTENT_ENCODING).trim().to_ascii_lowercase();
+        let is_sse = content_type.starts_with("text/event-stream");
+        let extract = self.config.aip_enabled && status.is_success();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (capture, source) = if !extract {
+            let note = if status.is_success() { "extraction disabled (AIP_ENABLED=false)" } else { "upstream status is not 2xx" };
+            (Capture::None, CaptureSource::Skipped(note.to_owned()))
+        } else if is_sse {
+            if encoding.is_empty() || encoding == "identity" {
+                let (tx, rx) = mpsc::channel(STREAM_COPY_CHUNKS);
+                (Capture::Stream(tx), CaptureSource::Stream(rx))
+            } else {
+                (Capture::None, CaptureSource::Skipped(format!("compressed event stream ({encoding})")))
+            }
+        } else {
+            let (tx, rx) = oneshot::channel();
+            let capture = Capture::Whole {
+                chunks: Vec::new(),
+                size: 0,
+                limit: self.config.max_capture_bytes,
+                done: Some(tx),
+            };
+            (capture, CaptureSource::Whole { rx, encoding })
+        };
+
+        let (end_tx, end_rx) = oneshot::channel::<(BodyOutcome, Duration)>();
+        let metrics = self.metrics.clone();
+        let provider = forwarded.provider.clone();
+        let status_label = status.as_u16().to_string();
+        let arrived = forwarded.arrived;
+        let headers_ready = arrived.elapsed();
+        // The gateway's own time: everything before the request left plus the time between the
+        // upstream's headers and ours. Body streaming time belongs to the upstream.
+        let overhead = headers_ready.saturating_sub(upstream_wait);
+        metrics.active_streams.inc();
+        let finisher: Box<dyn FnOnce(BodyOutcome) + Send> = Box::new(move |outcome| {
+            let total = arrived.elapsed();
+            metrics.active_streams.dec();
+            metrics.requests_total.with_label_values(&[&provider, &status_label]).inc();
+            metrics.request_duration.with_label_values(&[&provider]).observe(total.as_secs_f64());
+            metrics.overhead_seconds.with_label_values(&[&provider]).observe(overhead.as_secs_f64());
+            if outcome == BodyOutcome::UpstreamError {
+                metrics.upstream_errors_total.with_label_values(&[&provider, "body"]).inc();
+            }
+            let _ = end_tx.send((outcome, total));
+        });
+        let abandon_flag = abandoned.clone();
+        let on_abandon: Box<dyn FnOnce() + Send> = Box::new(move || abandon_flag.store(true, Ordering::Relaxed));
+        let body = TeeBody::new(body, capture, self.config.idle_timeout, finisher, on_abandon);
+
+        let task = ExtractionTask {
+            proxy: self.clone(),
+            adapter: adapter.clone(),
+            forwarded,
+            status: status.as_u16(),
+            is_sse,
+            abandoned,
+        };
+        tokio::spawn(task.run(source, end_rx));
+
+        let mut response = Response::new(BodyExt::boxed_unsync(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = out_headers;
+        response
+    }
+}
+
+/// Where the extraction task reads the response copy from.
+enum CaptureSource {
+    Skipped(String),
+    Stream(mpsc::Receiver<Bytes>),
+    Whole { rx: oneshot::Receiver<Option<Vec<Bytes>>>, encoding: String },
+}
+
+struct ExtractionTask {
+    proxy: Arc<Proxy>,
+    adapter: RoutedAdapter,
+    forwarded: Forwarded,
+    status: u16,
+    is_sse: bool,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl ExtractionTask {
+    async fn run(self, source: CaptureSource, end: oneshot::Receiver<(BodyOutcome, Duration)>) {
+        let provider = self.forwarded.provider.clone();
+        let (extracted, note) = match source {
+            CaptureSource::Skipped(note) => (None, Some(note)),
+            CaptureSource::Stream(rx) => self.extract_stream(rx).await,
+            CaptureSource::Whole { rx, encoding } => match rx.await {
+                Ok(Some(chunks)) => self.extract_whole(chunks, &encoding).await,
+                Ok(None) | Err(_) => (None, Some("response body incomplete or larger than the capture limit".to_owned())),
+            },
+        };
+        let (outcome, duration) = end.await.unwrap_or((BodyOutcome::ClientGone, self.forwarded.arrived.elapsed()));
+        let (extracted, note) = if self.abandoned.load(Ordering::Relaxed) {
+            (None, Some("extraction abandoned: the copy fell behind the client stream".to_owned()))
+        } else if outcome != BodyOutcome::Complete && extracted.is_some() {
+            (extracted, Some(format!("response ended early ({outcome:?})")))
+        } else {
+            (extracted, note)
+        };
+        let result = if self.abandoned.load(Ordering::Relaxed) {
+            "abandoned"
+        } else if extracted.is_some() {
+            "success"
+        } else if note.as_deref().is_some_and(|n| n.starts_with("adapter")) {
+            "error"
+        } else {
+            "skipped"
+        };
+        let metrics = &self.proxy.metrics;
+        metrics.extractions_total.with_label_values(&[&provider, result]).inc();
+        metrics.background_tasks_total.with_label_values(&["extraction"]).inc();
+        let _ = self.forwarded.pre_upstream;
+        let exchange = Exchange {
+            provider,
+            identity: self.forwarded.identity,
+            method: self.forwarded.method,
+            path: self.forwarded.path,
+            status: self.status,
+            streaming: self.is_sse || self.forwarded.streaming_requested,
+            request_model: self.forwarded.request_model,
+            thinking_injected: self.forwarded.thinking_injected,
+            extracted,
+            extraction_note: note,
+            started_at: self.forwarded.started_at,
+            duration,
+        };
+        self.proxy.observer.observe(exchange);
+    }
+
+    async fn extract_stream(&self, mut rx: mpsc::Receiver<Bytes>) -> (Option<Extracted>, Option<String>) {
+        let mut framer = Framer::new();
+        let mut accumulator = StreamAccumulator::default();
+        let mut events = Vec::new();
+        let mut failure: Option<String> = None;
+        let process = async |events: &mut Vec<crate::proxy::sse::Event>, failure: &mut Option<String>, acc: &mut StreamAccumulator| {
+            for event in events.drain(..) {
+                if failure.is_some() {
+                    continue;
+                }
+                let event = SseEvent { event: event.event, data: event.data };
+                match self.adapter.plugin.parse_event(&event).await {
+                    Ok(delta) => acc.apply(delta),
+                    Err(e) if e.is_unsupported() => {}
+                    Err(e) => {
+                        self.proxy
+                            .metrics
+                            .plugin_fail_open_total
+                            .with_label_values(&[self.adapter.plugin.name(), "parse-event"])
+                            .inc();
+                        tracing::warn!(plugin = %self.adapter.plugin.name(), error = %e, "stream extraction stopped; the client stream is unaffected");
+                        *failure = Some(format!("adapter failed: {e}"));
+                    }
+                }
+            }
+        };
+        while let Some(chunk) = rx.recv().await {
+            framer.push(&chunk, &mut events);
+            process(&mut events, &mut failure, &mut accumulator).await;
+        }
+        framer.finish(&mut events);
+        process(&mut events, &mut failure, &mut accumulator).await;
+        match failure {
+            Some(note) => (None, Some(note)),
+            None => (Some(accumulator.finish()), None),
+        }
+    }
+
+    async fn extract_whole(&self, chunks: Vec<Bytes>, encoding: &str) -> (Option<Extracted>, Option<String>) {
+        let mut body = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for chunk in &chunks {
+            body.extend_from_slice(chunk);
+        }
+        let body = match decode(body, encoding, self.proxy.config.max_capture_bytes) {
+            Ok(body) => body,
+            Err(note) => return (None, Some(note)),
+        };
+        match self.adapter.plugin.parse_response(&body).await {
+            Ok(extraction) => (Some(extraction.into()), None),
+            Err(e) if e.is_unsupported() => (None, Some(format!("response not understood: {e}"))),
+            Err(e) => {
+                self.proxy
+                    .metrics
+                    .plugin_fail_open_total
+                    .with_label_values(&[self.adapter.plugin.name(), "parse-response"])
+                    .inc();
+                tracing::warn!(plugin = %self.adapter.plugin.name(), error = %e, "response extraction failed; the response was delivered unchanged");
+                (None, Some(format!("adapter failed: {e}")))
+            }
+        }
+    }
+}
+
+/// Decompresses a captured body for extraction (the client always gets the original bytes).
+fn decode(body: Vec<u8>, encoding: &str, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let read = match encoding {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out),
+        "deflate" => {
+            let zlib = flate2::read::ZlibDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        "br" => brotli_decompressor::Decompressor::new(body.as_slice(), 4096).take(limit as u64 + 1).read_to_end(&mut out),
+        other => return Err(format!("unsupported content-encoding `{other}`")),
+    };
+    match read {
+        Ok(n) if n > limit => Err("decompressed body exceeds the capture limit".to_owned()),
+        Ok(_) => Ok(out),
+        Err(e) => Err(format!("could not decompress ({encoding}): {e}")),
+    }
+}
+
+/// Headers an adapter may need: content type and provider version/feature headers. Credentials,
+/// cookies and everything else stay in the host.
+fn adapter_headers(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            n == "content-type"
+                || n.starts_with("anthropic-")
+                || n.starts_with("openai-")
+                || (n.starts_with("x-goog-") && n != "x-goog-api-key")
+        })
+        .filter_map(|(name, value)| Some(Header { name: name.as_str().to_owned(), value: value.to_str().ok()?.to_owned() }))
+        .collect()
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// `base` + `rest` + `?query`, keeping the base URL's own path (e.g. `https://host/openai`).
+pub fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let base_path = base.path().trim_end_matches('/');
+    let mut path_and_query = String::with_capacity(base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    path_and_query.push_str(base_path);
+    path_and_query.push_str(rest);
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = Some(path_and_query.parse().map_err(|e: http::uri::InvalidUri| ProxyError::BadPath(e.to_string()))?);
+    Uri::from_parts(parts).map_err(|e| ProxyError::BadPath(e.to_string()))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uri_keeps_base_path_and_query() {
+        let base: Uri = "https://api.groq.com/openai/".parse().unwrap();
+        let uri = upstream_uri(&base, "/v1/chat/completions", Some("a=1&b=%20")).unwrap();
+        assert_eq!(uri.to_string(), "https://api.groq.com/openai/v1/chat/completions?a=1&b=%20");
+        let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
+        assert_eq!(upstream_uri(&base, "/", None).unwrap().to_string(), "http://127.0.0.1:9000/");
+    }
+
+    #[test]
+    fn decode_round_trips_gzip_and_refuses_bombs() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&vec![b'a'; 10_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(decode(gz.clone(), "gzip", 20_000).unwrap().len(), 10_000);
+        assert!(decode(gz, "gzip", 1_000).is_err());
+        assert!(decode(b"x".to_vec(), "zstd", 10).is_err());
+    }
+}
