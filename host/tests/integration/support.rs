@@ -1,0 +1,270 @@
+//! Test harness: an in-process gateway wired to a mock provider, an exchange collector, an HTTP
+//! client, and helpers to lay out plugin directories the way the kubelet does.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mnemom_gateway::app::App;
+use mnemom_gateway::config::{Config, MapSource};
+use mnemom_gateway::proxy::exchange::{Exchange, ExchangeObserver};
+use mnemom_mock_provider::{MockOptions, MockProvider};
+
+pub const ANTHROPIC_KEY: &str = "sk-ant-test-key";
+pub const GEMINI_KEY: &str = "gemini-test-key";
+
+/// Collects exchanges delivered by the gateway.
+#[derive(Debug, Default)]
+pub struct Collector {
+    exchanges: Mutex<Vec<Exchange>>,
+    notify: tokio::sync::Notify,
+}
+
+impl ExchangeObserver for Collector {
+    fn observe(&self, exchange: Exchange) {
+        self.exchanges.lock().unwrap().push(exchange);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Collector {
+    /// Waits until at least `n` exchanges arrived (panics after 10 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Exchange> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.notify.notified();
+            {
+                let all = self.exchanges.lock().unwrap();
+                if all.len() >= n {
+                    return all.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let have = self.exchanges.lock().unwrap().len();
+                panic!("expected {n} exchanges, got {have}");
+            }
+        }
+    }
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    pub app: Arc<App>,
+    pub addr: SocketAddr,
+    pub collector: Arc<Collector>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Shared compiled-plugin cache so every test does not recompile the adapters.
+pub fn plugin_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+impl TestGateway {
+    /// Starts a gateway whose three providers point at `mock`, plus `extra` settings.
+    pub async fn start(mock: &MockProvider, extra: &[(&str, &str)]) -> Self {
+        let base = mock.base_url();
+        let cache = plugin_cache_dir();
+        let mut pairs: Vec<(String, String)> = vec![
+            ("ANTHROPIC_BASE_URL".into(), base.clone()),
+            ("OPENAI_BASE_URL".into(), base.clone()),
+            ("GEMINI_BASE_URL".into(), base.clone()),
+            ("MNEMOM_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+            ("MNEMOM_PLUGIN_RELOAD_DEBOUNCE_MS".into(), "100".into()),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push(((*k).into(), (*v).into()));
+        }
+        Self::start_with(pairs).await
+    }
+
+    /// Starts a gateway with exactly these settings.
+    pub async fn start_with(pairs: Vec<(String, String)>) -> Self {
+        let config = Config::from_source(&MapSource::from_pairs(pairs)).expect("valid test configuration");
+        let collector = Arc::new(Collector::default());
+        let app = App::build(config, collector.clone()).await.expect("gateway builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.clone().serve(listener, async move {
+            let _ = rx.await;
+        }));
+        // The server marks itself started before accepting; wait for that.
+        while !app.lifecycle.started() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Self { app, addr, collector, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Begins a graceful shutdown and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// The value of a metric line (exact series text before the value), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let response = get(&self.url("/metrics")).await;
+        let text = String::from_utf8(response.body.to_vec()).unwrap();
+        text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a mock provider with default options.
+pub async fn mock() -> MockProvider {
+    MockProvider::start(MockOptions::default()).await.unwrap()
+}
+
+/// A collected HTTP response.
+#[derive(Debug)]
+pub struct Collected {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Collected {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and collects the response.
+pub async fn send(request: Request<Full<Bytes>>) -> Collected {
+    let response = client().request(request).await.expect("request reaches the gateway");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body completes").to_bytes();
+    Collected { status: parts.status, headers: parts.headers, body }
+}
+
+pub async fn get(url: &str) -> Collected {
+    send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// POST with headers.
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Collected {
+    let mut builder = Request::post(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    send(builder.body(Full::new(body.into())).unwrap()).await
+}
+
+/// Reads a fixture file.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/fixtures").join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// The testkit component (a test program, never embedded in the gateway).
+pub fn testkit_wasm() -> Vec<u8> {
+    std::fs::read(env!("MNEMOM_PLUGIN_WASM_TESTKIT")).unwrap()
+}
+
+/// The embedded OpenAI adapter component.
+pub fn openai_wasm() -> Vec<u8> {
+    std::fs::read(env!("MNEMOM_PLUGIN_WASM_OPENAI")).unwrap()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    mnemom_gateway::plugin::engine::sha256_hex(bytes)
+}
+
+/// A manifest for a plugin file `<file_stem>.wasm`.
+pub fn manifest(name: &str, file_stem: &str, wasm: &[u8], failure_mode: &str, timeout_ms: u64, config: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "name = \"{name}\"\nworld = \"provider-adapter\"\nwasm = \"{file_stem}.wasm\"\nsha256 = \"{}\"\nfailure_mode = \"{failure_mode}\"\n[limits]\ntimeout_ms = {timeout_ms}\nmemory_mb = 64\n[config]\n",
+        sha256_hex(wasm)
+    );
+    for (k, v) in config {
+        text.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+    }
+    text
+}
+
+/// A plugin directory laid out as the kubelet lays out a ConfigMap volume:
+/// `DIR/..<timestamp>/files`, `DIR/..data -> ..<timestamp>`, and `DIR/<file> -> ..data/<file>`.
+pub struct ConfigMapDir {
+    pub dir: tempfile::TempDir,
+    generation: u32,
+    files: Vec<String>,
+}
+
+impl ConfigMapDir {
+    pub fn new(files: &[(&str, &[u8])]) -> Self {
+        let mut this = Self { dir: tempfile::tempdir().unwrap(), generation: 0, files: Vec::new() };
+        this.update(files);
+        this
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Publishes a new version atomically, like the kubelet: write a new timestamped
+    /// directory, point `..data_tmp` at it, rename it over `..data`, fix the top-level links,
+    /// then remove the old directory.
+    pub fn update(&mut self, files: &[(&str, &[u8])]) {
+        use std::os::unix::fs::symlink;
+        let root = self.dir.path().to_owned();
+        self.generation += 1;
+        let versioned = format!("..2026_11_26_00_00_{:02}.{}", self.generation, 1000 + self.generation);
+        std::fs::create_dir(root.join(&versioned)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(root.join(&versioned).join(name), bytes).unwrap();
+        }
+        let old_target = std::fs::read_link(root.join("..data")).ok();
+        symlink(&versioned, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        for (name, _) in files {
+            let link = root.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(Path::new("..data").join(name), &link).unwrap();
+            }
+        }
+        for old in &self.files {
+            if !files.iter().any(|(n, _)| n == old) {
+                let _ = std::fs::remove_file(root.join(old));
+            }
+        }
+        self.files = files.iter().map(|(n, _)| (*n).to_owned()).collect();
+        if let Some(old) = old_target {
+            let _ = std::fs::remove_dir_all(root.join(old));
+        }
+    }
+}
