@@ -1,1 +1,247 @@
-//! gemini adapter (in progress).
+//! Provider adapter for Google's Gemini API (`generateContent` / `streamGenerateContent`), built
+//! as a `provider-adapter` component: the WIT bindings, the exported functions and the plugin's
+//! configuration. The translation itself lives in pure modules that take a plain [`Settings`],
+//! so that native tests, host tests and benchmarks can call them without a host.
+#![cfg_attr(
+    target_family = "wasm",
+    expect(
+        unsafe_code,
+        reason = "wit-bindgen generates the component ABI glue as unsafe code"
+    )
+)]
+
+wit_bindgen::generate!({
+    world: "provider-adapter",
+    path: "../../wit",
+});
+
+pub mod error;
+pub mod json;
+pub mod request;
+pub mod response;
+pub mod stream;
+
+/// The WIT record types (`request-info`, `request-plan`, `extraction`, ...) as generated from
+/// `wit/gateway.wit`, re-exported for tests and benchmarks that call the pure modules directly.
+pub use mnemom::gateway::types;
+
+use exports::mnemom::gateway::adapter::Guest;
+use mnemom::gateway::host::{self, LogLevel};
+use types::{
+    AdapterError, CredentialSource, Descriptor, Extraction, GatewayError, RequestInfo, RequestPlan,
+    SseEvent, StreamDelta,
+};
+
+/// Provider name used in metrics labels and logs unless the manifest overrides `name`.
+pub const DEFAULT_NAME: &str = "gemini";
+/// Route prefix: the google-genai SDK is pointed at `<gateway>/gemini` as its `base_url`.
+pub const DEFAULT_ROUTE_PREFIX: &str = "/gemini";
+/// The public Gemini API (Google AI Studio keys); Vertex AI is served from other hosts.
+pub const DEFAULT_UPSTREAM: &str = "https://generativelanguage.googleapis.com";
+
+/// How the adapter prepares requests; read from the plugin's `config` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `inject_thinking`: ask thinking-capable models to think and to return their thoughts.
+    pub inject_thinking: bool,
+    /// `thinking_budget`: `thinkingBudget` for Gemini 2.5 models and the `-latest` aliases
+    /// (`-1` lets the model decide, `0` turns thinking off where the model allows it).
+    pub thinking_budget: i32,
+    /// `thinking_level`: `thinkingLevel` for Gemini 3 models (`low`, `high`, ...).
+    pub thinking_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            inject_thinking: true,
+            // 16384: the original gateway's budget; inside every 2.5 model's accepted range
+            // (Pro 128-32768, Flash 0-24576, Flash-Lite 512-24576).
+            thinking_budget: 16384,
+            thinking_level: "high".to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    /// Builds settings from a configuration lookup, keeping the default for every absent or
+    /// invalid value. Returns the settings and one message per invalid value.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
+        let mut settings = Self::default();
+        let mut problems = Vec::new();
+        if let Some(raw) = get("inject_thinking") {
+            match raw.trim().to_ascii_lowercase().as_str() {
+                "true" => settings.inject_thinking = true,
+                "false" => settings.inject_thinking = false,
+                _ => problems.push(format!(
+                    "inject_thinking: expected true or false, got \"{raw}\"; using {}",
+                    settings.inject_thinking
+                )),
+            }
+        }
+        if let Some(raw) = get("thinking_budget") {
+            match raw.trim().parse::<i32>() {
+                Ok(budget) if budget >= -1 => settings.thinking_budget = budget,
+                _ => problems.push(format!(
+                    "thinking_budget: expected an integer >= -1, got \"{raw}\"; using {}",
+                    settings.thinking_budget
+                )),
+            }
+        }
+        if let Some(raw) = get("thinking_level") {
+            let level = raw.trim();
+            if level.is_empty() {
+                problems.push(format!(
+                    "thinking_level: expected a level such as high, got an empty value; using {}",
+                    settings.thinking_level
+                ));
+            } else {
+                level.clone_into(&mut settings.thinking_level);
+            }
+        }
+        (settings, problems)
+    }
+
+    /// Reads the settings from the host's configuration. Invalid values fall back to their
+    /// defaults silently here; `describe` (the load-time call) reports them once.
+    fn from_host() -> Self {
+        Self::from_lookup(host::config_get).0
+    }
+}
+
+/// Builds the descriptor from a configuration lookup (`name`, `route-prefix` and
+/// `default-upstream` override the defaults; the host validates them).
+pub fn descriptor(get: impl Fn(&str) -> Option<String>) -> Descriptor {
+    let value = |key: &str, default: &str| {
+        get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    Descriptor {
+        name: value("name", DEFAULT_NAME),
+        route_prefix: value("route-prefix", DEFAULT_ROUTE_PREFIX),
+        default_upstream: value("default-upstream", DEFAULT_UPSTREAM),
+        // The google-genai SDKs send `x-goog-api-key`; REST examples and older clients use `?key=`.
+        credential_sources: vec![
+            CredentialSource::Header("x-goog-api-key".to_owned()),
+            CredentialSource::Query("key".to_owned()),
+        ],
+    }
+}
+
+/// The exported component.
+struct Adapter;
+
+impl Guest for Adapter {
+    fn describe() -> Descriptor {
+        // Called once at load time and as the smoke call of a reload: the one place where a bad
+        // configuration value is worth a log line.
+        for problem in Settings::from_lookup(host::config_get).1 {
+            host::log(LogLevel::Warn, &format!("invalid configuration: {problem}"));
+        }
+        descriptor(host::config_get)
+    }
+
+    fn transform_request(request: RequestInfo, body: Vec<u8>) -> Result<RequestPlan, AdapterError> {
+        request::transform(&Settings::from_host(), &request, &body)
+    }
+
+    fn parse_response(body: Vec<u8>) -> Result<Extraction, AdapterError> {
+        response::parse(&body)
+    }
+
+    fn parse_event(event: SseEvent) -> Result<StreamDelta, AdapterError> {
+        stream::parse_event(&event)
+    }
+
+    fn map_error(error: GatewayError) -> Vec<u8> {
+        error::render(&error)
+    }
+}
+
+// Natively (tests, host-side reuse of the pure modules) nothing is exported: the export symbol
+// names (`mnemom:gateway/adapter@0.1.0#describe`) are valid in wasm only, and a native cdylib
+// carrying them fails to link.
+#[cfg(target_family = "wasm")]
+export!(Adapter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    #[test]
+    fn settings_default_without_config() {
+        let (settings, problems) = Settings::from_lookup(lookup(&[]));
+        assert_eq!(settings, Settings::default());
+        assert!(settings.inject_thinking);
+        assert_eq!(settings.thinking_budget, 16384);
+        assert_eq!(settings.thinking_level, "high");
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn settings_read_from_config() {
+        let (settings, problems) = Settings::from_lookup(lookup(&[
+            ("inject_thinking", "FALSE"),
+            ("thinking_budget", " -1 "),
+            ("thinking_level", "low"),
+        ]));
+        assert_eq!(
+            settings,
+            Settings {
+                inject_thinking: false,
+                thinking_budget: -1,
+                thinking_level: "low".into()
+            }
+        );
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn invalid_settings_keep_defaults_and_are_reported() {
+        let (settings, problems) = Settings::from_lookup(lookup(&[
+            ("inject_thinking", "yes"),
+            ("thinking_budget", "-2"),
+            ("thinking_level", "  "),
+        ]));
+        assert_eq!(settings, Settings::default());
+        assert_eq!(problems.len(), 3);
+        assert!(problems[0].starts_with("inject_thinking:"));
+        assert!(problems[1].starts_with("thinking_budget:"));
+        assert!(problems[2].starts_with("thinking_level:"));
+    }
+
+    #[test]
+    fn descriptor_defaults_and_overrides() {
+        let d = descriptor(lookup(&[]));
+        assert_eq!(d.name, "gemini");
+        assert_eq!(d.route_prefix, "/gemini");
+        assert_eq!(
+            d.default_upstream,
+            "https://generativelanguage.googleapis.com"
+        );
+        assert!(matches!(
+            d.credential_sources.as_slice(),
+            [CredentialSource::Header(h), CredentialSource::Query(q)] if h == "x-goog-api-key" && q == "key"
+        ));
+
+        let d = descriptor(lookup(&[
+            ("name", "google"),
+            ("route-prefix", "/google"),
+            ("default-upstream", "http://127.0.0.1:9999"),
+        ]));
+        assert_eq!(d.name, "google");
+        assert_eq!(d.route_prefix, "/google");
+        assert_eq!(d.default_upstream, "http://127.0.0.1:9999");
+    }
+}

@@ -1,0 +1,120 @@
+//! Gateway-side errors rendered in Google's error envelope
+//! (`{"error":{"code","message","status","details"}}`), so that the google-genai SDKs raise
+//! their usual `ClientError` / `ServerError` with the status they expect.
+
+use crate::json::{object_text, string_text};
+use crate::types::{AdapterError, ErrorKind, GatewayError};
+
+/// The `@type` of the one detail we attach: the machine-readable reason, as Google's own
+/// APIs report it.
+const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+/// `ErrorInfo.domain`: the service that produced the error (Google uses its API host names).
+const ERROR_DOMAIN: &str = "mnemom.ai";
+
+/// The canonical `google.rpc.Code` name for a gateway error kind.
+pub fn status_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Authentication => "UNAUTHENTICATED",
+        ErrorKind::Permission => "PERMISSION_DENIED",
+        ErrorKind::NotFound => "NOT_FOUND",
+        // Google has no "too large" code; oversized requests come back as INVALID_ARGUMENT.
+        ErrorKind::PayloadTooLarge | ErrorKind::InvalidRequest => "INVALID_ARGUMENT",
+        ErrorKind::BadGateway | ErrorKind::Unavailable => "UNAVAILABLE",
+        ErrorKind::GatewayTimeout => "DEADLINE_EXCEEDED",
+        ErrorKind::Internal => "INTERNAL",
+    }
+}
+
+/// Renders `error` as a Gemini API error body: `google.rpc.Status` with the members in the
+/// order the Gemini API sends them.
+pub fn render(error: &GatewayError) -> Vec<u8> {
+    let mut status = vec![
+        ("code", error.status.to_string()),
+        ("message", string_text(&error.message)),
+        ("status", string_text(status_name(error.kind))),
+    ];
+    if !error.error_type.is_empty() {
+        let info = object_text(&[
+            ("@type", string_text(ERROR_INFO_TYPE)),
+            ("reason", string_text(&error.error_type)),
+            ("domain", string_text(ERROR_DOMAIN)),
+        ]);
+        status.push(("details", format!("[{info}]")));
+    }
+    object_text(&[("error", object_text(&status))]).into_bytes()
+}
+
+/// An input the adapter does not understand; the host forwards the original bytes.
+pub(crate) fn unsupported(message: impl Into<String>) -> AdapterError {
+    AdapterError::Unsupported(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn gateway_error(
+        status: u16,
+        kind: ErrorKind,
+        error_type: &str,
+        message: &str,
+    ) -> GatewayError {
+        GatewayError {
+            status,
+            kind,
+            error_type: error_type.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn renders_google_envelope_with_error_info() {
+        let body = render(&gateway_error(
+            401,
+            ErrorKind::Authentication,
+            "authentication_error",
+            "no API key: send x-goog-api-key or ?key=",
+        ));
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"error":{"code":401,"message":"no API key: send x-goog-api-key or ?key=","status":"UNAUTHENTICATED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"authentication_error","domain":"mnemom.ai"}]}}"#
+        );
+    }
+
+    #[test]
+    fn omits_details_without_error_type() {
+        let body = render(&gateway_error(
+            504,
+            ErrorKind::GatewayTimeout,
+            "",
+            "upstream \"slow\"",
+        ));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"error":{"code":504,"message":"upstream \"slow\"","status":"DEADLINE_EXCEEDED"}})
+        );
+    }
+
+    #[test]
+    fn every_kind_has_its_status() {
+        let cases = [
+            (ErrorKind::Authentication, "UNAUTHENTICATED"),
+            (ErrorKind::Permission, "PERMISSION_DENIED"),
+            (ErrorKind::NotFound, "NOT_FOUND"),
+            (ErrorKind::PayloadTooLarge, "INVALID_ARGUMENT"),
+            (ErrorKind::InvalidRequest, "INVALID_ARGUMENT"),
+            (ErrorKind::BadGateway, "UNAVAILABLE"),
+            (ErrorKind::GatewayTimeout, "DEADLINE_EXCEEDED"),
+            (ErrorKind::Unavailable, "UNAVAILABLE"),
+            (ErrorKind::Internal, "INTERNAL"),
+        ];
+        for (kind, status) in cases {
+            let body = render(&gateway_error(500, kind, "x", "m"));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["status"], status, "{kind:?}");
+            assert_eq!(v["error"]["code"], 500);
+        }
+    }
+}
