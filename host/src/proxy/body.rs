@@ -207,6 +207,14 @@ impl Body for TeeBody {
                         }
                     }
                 }
+                // With a known length hyper stops polling once the last byte is out, so the end
+                // is detected here rather than by a final `None`.
+                if this.inner.is_end_stream() {
+                    finish_capture(this.capture, true);
+                    if let Some(finish) = this.finisher.take() {
+                        finish(BodyOutcome::Complete);
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
         }
