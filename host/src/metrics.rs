@@ -16,6 +16,10 @@ pub const CACHE_OPERATIONS: &[&str] = &["get", "put", "delete", "list"];
 pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "error"];
 /// Background tasks of this version.
 pub const BACKGROUND_TASKS: &[&str] = &["extraction"];
+/// Scheduled jobs of the observer role and the results a run can have.
+pub const CRON_JOBS: &[&str] = &["nudge_expiry", "usage_rollup", "webhook_redelivery", "integrity_summary", "retention"];
+/// Results of a scheduled run (`skipped`: the lease was held by another replica).
+pub const CRON_RESULTS: &[&str] = &["success", "error", "skipped"];
 
 /// Request-duration buckets of the original (seconds).
 const REQUEST_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -146,6 +150,11 @@ impl Metrics {
         }
         for task in BACKGROUND_TASKS {
             self.background_tasks_total.with_label_values(&[task]);
+        }
+        for job in CRON_JOBS {
+            for result in CRON_RESULTS {
+                self.cron_runs_total.with_label_values(&[job, result]);
+            }
         }
     }
 
