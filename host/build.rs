@@ -9,10 +9,18 @@ use std::process::Command;
 
 /// The plugin crates: (package name, artifact stem, constant suffix).
 const PLUGINS: &[(&str, &str, &str)] = &[
-    ("mnemom-adapter-anthropic", "mnemom_adapter_anthropic", "ANTHROPIC"),
+    (
+        "mnemom-adapter-anthropic",
+        "mnemom_adapter_anthropic",
+        "ANTHROPIC",
+    ),
     ("mnemom-adapter-openai", "mnemom_adapter_openai", "OPENAI"),
     ("mnemom-adapter-gemini", "mnemom_adapter_gemini", "GEMINI"),
-    ("mnemom-testkit-adapter", "mnemom_testkit_adapter", "TESTKIT"),
+    (
+        "mnemom-testkit-adapter",
+        "mnemom_testkit_adapter",
+        "TESTKIT",
+    ),
 ];
 
 fn main() {
@@ -36,8 +44,14 @@ fn run() -> Result<(), String> {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for dir in ["anthropic", "openai", "gemini", "testkit"] {
-        println!("cargo:rerun-if-changed={}", root.join("plugins").join(dir).join("src").display());
-        println!("cargo:rerun-if-changed={}", root.join("plugins").join(dir).join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("plugins").join(dir).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("plugins").join(dir).join("Cargo.toml").display()
+        );
     }
     println!("cargo:rerun-if-env-changed=MNEMOM_PREBUILT_PLUGINS");
 
@@ -50,9 +64,11 @@ fn run() -> Result<(), String> {
     for (_, stem, constant) in PLUGINS {
         let built = artifacts.join(format!("{stem}.wasm"));
         let copied = out_dir.join(format!("{stem}.wasm"));
-        std::fs::copy(&built, &copied)
-            .map_err(|e| format!("copying {}: {e}", built.display()))?;
-        println!("cargo:rustc-env=MNEMOM_PLUGIN_WASM_{constant}={}", copied.display());
+        std::fs::copy(&built, &copied).map_err(|e| format!("copying {}: {e}", built.display()))?;
+        println!(
+            "cargo:rustc-env=MNEMOM_PLUGIN_WASM_{constant}={}",
+            copied.display()
+        );
     }
     Ok(())
 }

@@ -60,7 +60,10 @@ pub struct App {
 
 impl App {
     /// Builds the gateway: loads plugins and prepares the upstream client.
-    pub async fn build(config: Config, observer: Arc<dyn ExchangeObserver>) -> Result<Arc<Self>, BuildError> {
+    pub async fn build(
+        config: Config,
+        observer: Arc<dyn ExchangeObserver>,
+    ) -> Result<Arc<Self>, BuildError> {
         for dir in &config.plugin_dirs {
             if !dir.is_dir() {
                 return Err(BuildError::PluginDir(dir.display().to_string()));
@@ -74,9 +77,14 @@ impl App {
             poll_interval: config.plugin_poll_interval,
             debounce: config.plugin_reload_debounce,
         };
-        let (registry, initial_load) = PluginRegistry::start(engine, metrics.clone(), registry_config).await;
+        let (registry, initial_load) =
+            PluginRegistry::start(engine, metrics.clone(), registry_config).await;
         if registry.current().adapters().is_empty() {
-            let reasons: Vec<String> = initial_load.failed.iter().map(|(n, r)| format!("{n}: {r}")).collect();
+            let reasons: Vec<String> = initial_load
+                .failed
+                .iter()
+                .map(|(n, r)| format!("{n}: {r}"))
+                .collect();
             return Err(BuildError::NoAdapters(reasons.join("; ")));
         }
         let config = Arc::new(config);
@@ -86,7 +94,14 @@ impl App {
             client: build_client(config.connect_timeout),
             observer,
         });
-        Ok(Arc::new(Self { config, metrics, registry, proxy, lifecycle: Arc::new(Lifecycle::default()), initial_load }))
+        Ok(Arc::new(Self {
+            config,
+            metrics,
+            registry,
+            proxy,
+            lifecycle: Arc::new(Lifecycle::default()),
+            initial_load,
+        }))
     }
 
     /// Routes one request.
@@ -103,7 +118,9 @@ impl App {
             _ => {}
         }
         let local = match path {
-            "/health" | "/health/" => Some(ops::health(&self.config.version, self.config.aip_enabled)),
+            "/health" | "/health/" => {
+                Some(ops::health(&self.config.version, self.config.aip_enabled))
+            }
             "/models.json" => Some(ops::models()),
             _ => None,
         };
@@ -112,9 +129,17 @@ impl App {
             return response;
         }
         let set = self.registry.current();
-        let Some((adapter, rest)) = set.route(path) else {
-            let prefixes: Vec<String> =
-                set.adapters().iter().map(|a| a.plugin.descriptor().route_prefix.clone()).collect();
+        let routed = if self.config.role.serves_proxy() {
+            set.route(path)
+        } else {
+            None
+        };
+        let Some((adapter, rest)) = routed else {
+            let prefixes: Vec<String> = set
+                .adapters()
+                .iter()
+                .map(|a| a.plugin.descriptor().route_prefix.clone())
+                .collect();
             let response = not_found(&prefixes);
             self.count_unknown(&response);
             return response;
@@ -126,7 +151,10 @@ impl App {
 
     fn count_unknown(&self, response: &Response<GatewayBody>) {
         let status = response.status().as_u16().to_string();
-        self.metrics.requests_total.with_label_values(&["unknown", &status]).inc();
+        self.metrics
+            .requests_total
+            .with_label_values(&["unknown", &status])
+            .inc();
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
@@ -163,7 +191,10 @@ impl App {
         }
         self.lifecycle.mark_shutting_down();
         drop(listener);
-        tracing::info!(grace_seconds = self.config.shutdown_grace.as_secs(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            grace_seconds = self.config.shutdown_grace.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections drained"),
             () = tokio::time::sleep(self.config.shutdown_grace) => {
@@ -185,7 +216,9 @@ impl App {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.route(request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -35,8 +35,15 @@ pub struct MapSource(pub BTreeMap<String, String>);
 
 impl MapSource {
     /// Builds a source from `(key, value)` pairs.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -61,7 +68,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(variable: &str, reason: impl Into<String>) -> Self {
-        Self { variable: variable.to_owned(), reason: reason.into() }
+        Self {
+            variable: variable.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -77,6 +87,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether this role serves the provider proxy (the observer only serves probes and metrics).
+    pub fn serves_proxy(self) -> bool {
+        matches!(self, Role::Gateway | Role::All)
+    }
+
     /// The role's canonical name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -153,7 +168,10 @@ impl Config {
                 .map_err(|_| ConfigError::new("HOST", format!("`{v}` is not an IP address")))?,
         };
         let port = parse_number::<u16>(source, "PORT", 8787)?;
-        let log_level = match source.get("LOG_LEVEL").map(|v| v.trim().to_ascii_lowercase()) {
+        let log_level = match source
+            .get("LOG_LEVEL")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => LogLevel::Info,
             Some(v) => match v.as_str() {
                 "debug" | "trace" => LogLevel::Debug,
@@ -168,7 +186,10 @@ impl Config {
                 }
             },
         };
-        let role = match source.get("SMOLTBOT_ROLE").map(|v| v.trim().to_ascii_lowercase()) {
+        let role = match source
+            .get("SMOLTBOT_ROLE")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => Role::Gateway,
             Some(v) => match v.as_str() {
                 "gateway" => Role::Gateway,
@@ -182,18 +203,28 @@ impl Config {
                 }
             },
         };
-        let aip_enabled = match source.get("AIP_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
+        let aip_enabled = match source
+            .get("AIP_ENABLED")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => true,
             Some(v) => match v.as_str() {
                 "false" | "0" | "no" | "off" => false,
                 "true" | "1" | "yes" | "on" => true,
-                _ => return Err(ConfigError::new("AIP_ENABLED", format!("`{v}` is not true or false"))),
+                _ => {
+                    return Err(ConfigError::new(
+                        "AIP_ENABLED",
+                        format!("`{v}` is not true or false"),
+                    ));
+                }
             },
         };
 
         let mut upstream_overrides = BTreeMap::new();
         for (key, value) in source.all() {
-            let Some(name) = key.strip_suffix("_BASE_URL") else { continue };
+            let Some(name) = key.strip_suffix("_BASE_URL") else {
+                continue;
+            };
             if value.trim().is_empty() || name.is_empty() {
                 continue;
             }
@@ -215,7 +246,10 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        let data_dir = source.get("MNEMOM_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data"));
+        let data_dir = source
+            .get("MNEMOM_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./data"));
         let plugin_cache_dir = match source.get("MNEMOM_PLUGIN_CACHE_DIR") {
             Some(v) if v.trim() == "off" => None,
             Some(v) => Some(PathBuf::from(v)),
@@ -227,21 +261,53 @@ impl Config {
             port,
             log_level,
             role,
-            version: source.get("GATEWAY_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            version: source
+                .get("GATEWAY_VERSION")
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             aip_enabled,
             upstream_overrides,
             plugin_dirs,
             data_dir,
             plugin_cache_dir,
-            plugin_poll_interval: Duration::from_secs(parse_number(source, "MNEMOM_PLUGIN_POLL_SECONDS", 30u64)?.max(1)),
-            plugin_reload_debounce: Duration::from_millis(parse_number(source, "MNEMOM_PLUGIN_RELOAD_DEBOUNCE_MS", 200u64)?),
-            max_request_bytes: parse_number(source, "MNEMOM_MAX_REQUEST_BYTES", 10 * 1024 * 1024usize)?,
-            max_capture_bytes: parse_number(source, "MNEMOM_MAX_CAPTURE_BYTES", 16 * 1024 * 1024usize)?,
-            connect_timeout: Duration::from_millis(parse_positive(source, "MNEMOM_UPSTREAM_CONNECT_TIMEOUT_MS", 10_000)?),
+            plugin_poll_interval: Duration::from_secs(
+                parse_number(source, "MNEMOM_PLUGIN_POLL_SECONDS", 30u64)?.max(1),
+            ),
+            plugin_reload_debounce: Duration::from_millis(parse_number(
+                source,
+                "MNEMOM_PLUGIN_RELOAD_DEBOUNCE_MS",
+                200u64,
+            )?),
+            max_request_bytes: parse_number(
+                source,
+                "MNEMOM_MAX_REQUEST_BYTES",
+                10 * 1024 * 1024usize,
+            )?,
+            max_capture_bytes: parse_number(
+                source,
+                "MNEMOM_MAX_CAPTURE_BYTES",
+                16 * 1024 * 1024usize,
+            )?,
+            connect_timeout: Duration::from_millis(parse_positive(
+                source,
+                "MNEMOM_UPSTREAM_CONNECT_TIMEOUT_MS",
+                10_000,
+            )?),
             // Non-streamed completions of large reasoning models take minutes before the first byte.
-            first_byte_timeout: Duration::from_millis(parse_positive(source, "MNEMOM_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 600_000)?),
-            idle_timeout: Duration::from_millis(parse_positive(source, "MNEMOM_UPSTREAM_IDLE_TIMEOUT_MS", 300_000)?),
-            shutdown_grace: Duration::from_secs(parse_number(source, "MNEMOM_SHUTDOWN_GRACE_SECONDS", 25u64)?),
+            first_byte_timeout: Duration::from_millis(parse_positive(
+                source,
+                "MNEMOM_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+                600_000,
+            )?),
+            idle_timeout: Duration::from_millis(parse_positive(
+                source,
+                "MNEMOM_UPSTREAM_IDLE_TIMEOUT_MS",
+                300_000,
+            )?),
+            shutdown_grace: Duration::from_secs(parse_number(
+                source,
+                "MNEMOM_SHUTDOWN_GRACE_SECONDS",
+                25u64,
+            )?),
         })
     }
 
@@ -253,7 +319,11 @@ impl Config {
     }
 }
 
-fn parse_number<T: std::str::FromStr>(source: &dyn ConfigSource, key: &str, default: T) -> Result<T, ConfigError> {
+fn parse_number<T: std::str::FromStr>(
+    source: &dyn ConfigSource,
+    key: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match source.get(key) {
         None => Ok(default),
         Some(v) => v
@@ -278,13 +348,21 @@ pub fn parse_base_url(variable: &str, value: &str) -> Result<Uri, ConfigError> {
         .map_err(|_| ConfigError::new(variable, format!("`{value}` is not a URL")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(ConfigError::new(variable, format!("`{value}` must start with http:// or https://"))),
+        _ => {
+            return Err(ConfigError::new(
+                variable,
+                format!("`{value}` must start with http:// or https://"),
+            ));
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(ConfigError::new(variable, format!("`{value}` has no host")));
     }
     if uri.query().is_some() {
-        return Err(ConfigError::new(variable, format!("`{value}` must not have a query string")));
+        return Err(ConfigError::new(
+            variable,
+            format!("`{value}` must not have a query string"),
+        ));
     }
     Ok(uri)
 }
@@ -336,9 +414,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.role, Role::Observer);
-        assert_eq!(c.upstream_overrides["anthropic"].to_string(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            c.upstream_overrides["anthropic"].to_string(),
+            "http://127.0.0.1:9000/"
+        );
         assert!(c.upstream_overrides.contains_key("my-provider"));
         assert!(!c.upstream_overrides.contains_key("mnemom-analysis"));
-        assert_eq!(c.plugin_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            c.plugin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
     }
 }

@@ -14,7 +14,9 @@ pub fn init(level: LogLevel, role: &str) {
         LogLevel::Warn => Level::WARN,
         LogLevel::Error => Level::ERROR,
     };
-    let writer = std::io::stderr.with_max_level(Level::ERROR).or_else(std::io::stdout.with_max_level(max));
+    let writer = std::io::stderr
+        .with_max_level(Level::ERROR)
+        .or_else(std::io::stdout.with_max_level(max));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

@@ -16,7 +16,11 @@ use mnemom_gateway::proxy::exchange::LogObserver;
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "mnemom-gateway", version, about = "Self-hosted LLM gateway with WebAssembly adapters and AIP integrity checks")]
+#[command(
+    name = "mnemom-gateway",
+    version,
+    about = "Self-hosted LLM gateway with WebAssembly adapters and AIP integrity checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -69,7 +73,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn serve() -> ExitCode {
@@ -85,10 +92,16 @@ fn serve() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let config_error = e.downcast_ref::<BuildError>().is_some_and(|b| matches!(b, BuildError::PluginDir(_)));
+            let config_error = e
+                .downcast_ref::<BuildError>()
+                .is_some_and(|b| matches!(b, BuildError::PluginDir(_)));
             tracing::error!(error = %format!("{e:#}"), "gateway stopped");
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            if config_error { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE }
+            if config_error {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -100,7 +113,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for (plugin, reason) in &app.initial_load.failed {
         tracing::warn!(plugin = %plugin, reason = %reason, "plugin not loaded at start-up");
     }
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))?;
     tracing::info!(
         address = %address,
         role = role.as_str(),
@@ -147,21 +162,29 @@ fn run_plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Inspect { file, config, json } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let mut entries = std::collections::BTreeMap::new();
             for entry in config {
-                let (key, value) =
-                    entry.split_once('=').with_context(|| format!("--config `{entry}` must be KEY=VALUE"))?;
+                let (key, value) = entry
+                    .split_once('=')
+                    .with_context(|| format!("--config `{entry}` must be KEY=VALUE"))?;
                 entries.insert(key.to_owned(), value.to_owned());
             }
             let name = file.display().to_string();
-            let inspection = runtime()?.block_on(mnemom_gateway::plugin::inspect::inspect(&name, &bytes, entries));
+            let inspection = runtime()?.block_on(mnemom_gateway::plugin::inspect::inspect(
+                &name, &bytes, entries,
+            ));
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&inspection)?)?;
             } else {
                 write!(stdout, "{}", inspection.render())?;
             }
-            Ok(if inspection.accepted { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if inspection.accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

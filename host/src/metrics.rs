@@ -9,7 +9,15 @@ use prometheus::{
 /// Providers known at start-up (label values pre-created at zero).
 pub const KNOWN_PROVIDERS: &[&str] = &["anthropic", "openai", "gemini", "unknown"];
 /// Every value of `X-AIP-Verdict`.
-pub const AIP_VERDICTS: &[&str] = &["clear", "review_needed", "boundary_violation", "pending", "disabled", "skipped", "error"];
+pub const AIP_VERDICTS: &[&str] = &[
+    "clear",
+    "review_needed",
+    "boundary_violation",
+    "pending",
+    "disabled",
+    "skipped",
+    "error",
+];
 /// Cache operations and results.
 pub const CACHE_OPERATIONS: &[&str] = &["get", "put", "delete", "list"];
 /// Cache results.
@@ -17,7 +25,13 @@ pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "error"];
 /// Background tasks of this version.
 pub const BACKGROUND_TASKS: &[&str] = &["extraction"];
 /// Scheduled jobs of the observer role and the results a run can have.
-pub const CRON_JOBS: &[&str] = &["nudge_expiry", "usage_rollup", "webhook_redelivery", "integrity_summary", "retention"];
+pub const CRON_JOBS: &[&str] = &[
+    "nudge_expiry",
+    "usage_rollup",
+    "webhook_redelivery",
+    "integrity_summary",
+    "retention",
+];
 /// Results of a scheduled run (`skipped`: the lease was held by another replica).
 pub const CRON_RESULTS: &[&str] = &["success", "error", "skipped"];
 
@@ -25,7 +39,8 @@ pub const CRON_RESULTS: &[&str] = &["success", "error", "skipped"];
 const REQUEST_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 /// Sub-millisecond buckets for the gateway's own time and plugin calls.
 const FINE_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
 ];
 
 /// Every metric the gateway exports.
@@ -68,30 +83,66 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| -> Result<HistogramVec, prometheus::Error> {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram = |name: &str,
+                         help: &str,
+                         labels: &[&str],
+                         buckets: &[f64]|
+         -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )?;
             registry.register(Box::new(h.clone()))?;
             Ok(h)
         };
         let metrics = Self {
-            requests_total: counter("gateway_requests_total", "Requests handled, by provider and HTTP status.", &["provider", "status"])?,
+            requests_total: counter(
+                "gateway_requests_total",
+                "Requests handled, by provider and HTTP status.",
+                &["provider", "status"],
+            )?,
             request_duration: histogram(
                 "gateway_request_duration_seconds",
                 "Request duration from arrival to the end of the response body.",
                 &["provider"],
                 REQUEST_BUCKETS,
             )?,
-            aip_checks_total: counter("gateway_aip_checks_total", "AIP integrity checks, by verdict.", &["verdict"])?,
-            cache_operations_total: counter("gateway_cache_operations_total", "Cache operations, by operation and result.", &["operation", "result"])?,
-            background_tasks_total: counter("gateway_background_tasks_total", "Background tasks run, by task.", &["task"])?,
-            cron_runs_total: counter("gateway_cron_runs_total", "Scheduled job runs, by job and result.", &["job", "result"])?,
-            plugin_reloads_total: counter("gateway_plugin_reloads_total", "Plugin loads and reloads, by plugin and result.", &["plugin", "result"])?,
-            plugin_calls_total: counter("gateway_plugin_calls_total", "Plugin calls, by plugin and result.", &["plugin", "result"])?,
+            aip_checks_total: counter(
+                "gateway_aip_checks_total",
+                "AIP integrity checks, by verdict.",
+                &["verdict"],
+            )?,
+            cache_operations_total: counter(
+                "gateway_cache_operations_total",
+                "Cache operations, by operation and result.",
+                &["operation", "result"],
+            )?,
+            background_tasks_total: counter(
+                "gateway_background_tasks_total",
+                "Background tasks run, by task.",
+                &["task"],
+            )?,
+            cron_runs_total: counter(
+                "gateway_cron_runs_total",
+                "Scheduled job runs, by job and result.",
+                &["job", "result"],
+            )?,
+            plugin_reloads_total: counter(
+                "gateway_plugin_reloads_total",
+                "Plugin loads and reloads, by plugin and result.",
+                &["plugin", "result"],
+            )?,
+            plugin_calls_total: counter(
+                "gateway_plugin_calls_total",
+                "Plugin calls, by plugin and result.",
+                &["plugin", "result"],
+            )?,
             plugin_call_duration: histogram(
                 "gateway_plugin_call_duration_seconds",
                 "Duration of plugin calls, instance checkout included.",
@@ -109,25 +160,37 @@ impl Metrics {
                 &["provider"],
                 FINE_BUCKETS,
             )?,
-            upstream_errors_total: counter("gateway_upstream_errors_total", "Upstream failures, by provider and kind.", &["provider", "kind"])?,
+            upstream_errors_total: counter(
+                "gateway_upstream_errors_total",
+                "Upstream failures, by provider and kind.",
+                &["provider", "kind"],
+            )?,
             extractions_total: counter(
                 "gateway_extractions_total",
                 "Response extractions (thinking, text, tool calls, usage), by provider and result.",
                 &["provider", "result"],
             )?,
             active_streams: {
-                let g = IntGauge::new("gateway_active_streams", "Responses currently being streamed to clients.")?;
+                let g = IntGauge::new(
+                    "gateway_active_streams",
+                    "Responses currently being streamed to clients.",
+                )?;
                 registry.register(Box::new(g.clone()))?;
                 g
             },
             plugins_loaded: {
-                let g = IntGauge::new("gateway_plugins_loaded", "Plugins in the active plugin set.")?;
+                let g = IntGauge::new(
+                    "gateway_plugins_loaded",
+                    "Plugins in the active plugin set.",
+                )?;
                 registry.register(Box::new(g.clone()))?;
                 g
             },
             registry,
         };
-        metrics.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         metrics.preset();
         Ok(metrics)
     }
@@ -161,7 +224,8 @@ impl Metrics {
     /// Pre-creates the per-plugin series of a newly loaded plugin.
     pub fn preset_plugin(&self, plugin: &str) {
         for result in ["success", "error"] {
-            self.plugin_reloads_total.with_label_values(&[plugin, result]);
+            self.plugin_reloads_total
+                .with_label_values(&[plugin, result]);
         }
         for result in ["success", "error", "trap", "timeout", "memory"] {
             self.plugin_calls_total.with_label_values(&[plugin, result]);

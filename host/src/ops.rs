@@ -24,7 +24,11 @@ pub struct Lifecycle {
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Self { started: AtomicBool::new(false), shutting_down: AtomicBool::new(false), boot: Instant::now() }
+        Self {
+            started: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            boot: Instant::now(),
+        }
     }
 }
 
@@ -66,15 +70,24 @@ pub fn health(version: &str, aip_enabled: bool) -> Response<GatewayBody> {
 
 /// `/health/live`: the process is up.
 pub fn live() -> Response<GatewayBody> {
-    json(StatusCode::OK, serde_json::json!({"status": "ok", "timestamp": timestamp()}))
+    json(
+        StatusCode::OK,
+        serde_json::json!({"status": "ok", "timestamp": timestamp()}),
+    )
 }
 
 /// `/health/startup`: 503 until start-up completed.
 pub fn startup(lifecycle: &Lifecycle) -> Response<GatewayBody> {
     if lifecycle.started() {
-        json(StatusCode::OK, serde_json::json!({"status": "ok", "timestamp": timestamp()}))
+        json(
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "timestamp": timestamp()}),
+        )
     } else {
-        json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "starting", "timestamp": timestamp()}))
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "starting", "timestamp": timestamp()}),
+        )
     }
 }
 
@@ -111,7 +124,10 @@ pub fn ready(lifecycle: &Lifecycle, registry: &PluginRegistry) -> Response<Gatew
     } else {
         ("ok", StatusCode::OK)
     };
-    json(code, serde_json::json!({"status": status, "checks": {"plugins": plugins}, "timestamp": timestamp()}))
+    json(
+        code,
+        serde_json::json!({"status": status, "checks": {"plugins": plugins}, "timestamp": timestamp()}),
+    )
 }
 
 /// `/metrics`.
@@ -164,6 +180,9 @@ pub fn models() -> Response<GatewayBody> {
         ],
     });
     let mut response = json(StatusCode::OK, body);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     response
 }

@@ -24,9 +24,6 @@ mod tests {
     fn joins_non_empty_notes() {
         assert_eq!(join(&[]), None);
         assert_eq!(join(&["  ".into()]), None);
-        assert_eq!(
-            join(&["a".into(), " b ".into()]).as_deref(),
-            Some("a\n\nb")
-        );
+        assert_eq!(join(&["a".into(), " b ".into()]).as_deref(), Some("a\n\nb"));
     }
 }

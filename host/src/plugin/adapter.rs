@@ -14,8 +14,8 @@ use super::manifest::{FailureMode, Manifest, World};
 use crate::metrics::Metrics;
 
 pub use wit_types::{
-    AdapterError, CredentialSource, ErrorKind, Extraction, GatewayError, RequestInfo, RequestPlan, SseEvent,
-    StreamDelta,
+    AdapterError, CredentialSource, ErrorKind, Extraction, GatewayError, RequestInfo, RequestPlan,
+    SseEvent, StreamDelta,
 };
 
 /// Where a plugin came from.
@@ -178,10 +178,20 @@ impl std::fmt::Debug for AdapterPlugin {
 }
 
 /// The exports `provider-adapter` requires, by their full names.
-const ADAPTER_FUNCTIONS: &[&str] = &["describe", "transform-request", "parse-response", "parse-event", "map-error"];
+const ADAPTER_FUNCTIONS: &[&str] = &[
+    "describe",
+    "transform-request",
+    "parse-response",
+    "parse-event",
+    "map-error",
+];
 
 /// Checks a compiled component against `world` and the import allow-list.
-pub fn check_component(engine: &PluginEngine, component: &Component, world: World) -> Result<(), LoadError> {
+pub fn check_component(
+    engine: &PluginEngine,
+    component: &Component,
+    world: World,
+) -> Result<(), LoadError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine.engine()) {
         if !import_allowed(name) {
@@ -195,11 +205,20 @@ pub fn check_component(engine: &PluginEngine, component: &Component, world: Worl
                 .find(|(name, _)| name.starts_with("mnemom:gateway/adapter@0.1."))
                 .map(|(_, item)| item.ty);
             let Some(ComponentItem::ComponentInstance(instance)) = export else {
-                return Err(LoadError::WrongWorld { world: world.as_str(), export: "mnemom:gateway/adapter@0.1.0" });
+                return Err(LoadError::WrongWorld {
+                    world: world.as_str(),
+                    export: "mnemom:gateway/adapter@0.1.0",
+                });
             };
             for function in ADAPTER_FUNCTIONS {
-                if !instance.exports(engine.engine()).any(|(name, _)| name == *function) {
-                    return Err(LoadError::WrongWorld { world: world.as_str(), export: function });
+                if !instance
+                    .exports(engine.engine())
+                    .any(|(name, _)| name == *function)
+                {
+                    return Err(LoadError::WrongWorld {
+                        world: world.as_str(),
+                        export: function,
+                    });
                 }
             }
         }
@@ -219,10 +238,17 @@ impl AdapterPlugin {
     ) -> Result<Self, LoadError> {
         let component = engine.compile(wasm, &sha256)?;
         check_component(engine, &component, manifest.world)?;
-        let linker = linker(engine.engine()).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let pre = ProviderAdapterPre::new(instance_pre).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let identity = Arc::new(PluginIdentity { name: manifest.name.clone(), config: manifest.config.clone() });
+        let linker =
+            linker(engine.engine()).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = ProviderAdapterPre::new(instance_pre)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let identity = Arc::new(PluginIdentity {
+            name: manifest.name.clone(),
+            config: manifest.config.clone(),
+        });
         metrics.preset_plugin(&manifest.name);
         let mut plugin = Self {
             descriptor: AdapterDescriptor {
@@ -292,35 +318,51 @@ impl AdapterPlugin {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
-        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| self.classify(&store, e))?;
-        Ok(Warm { store, bindings, uses: 0 })
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| self.classify(&store, e))?;
+        Ok(Warm {
+            store,
+            bindings,
+            uses: 0,
+        })
     }
 
     /// Returns an instance to the pool unless it should be recycled.
     fn checkin(&self, mut warm: Warm) {
         warm.uses += 1;
         let limits = &self.manifest.limits;
-        if warm.uses >= limits.recycle_after || warm.store.data().limiter.peak() > limits.recycle_memory_bytes {
+        if warm.uses >= limits.recycle_after
+            || warm.store.data().limiter.peak() > limits.recycle_memory_bytes
+        {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < limits.pool_size {
-                idle.push(warm);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < limits.pool_size
+        {
+            idle.push(warm);
         }
     }
 
     fn classify(&self, store: &Store<PluginState>, error: wasmtime::Error) -> PluginError {
         let plugin = self.manifest.name.clone();
         if store.data().limiter.denied() {
-            return PluginError::Memory { plugin, cap_mb: self.manifest.limits.memory_bytes >> 20 };
+            return PluginError::Memory {
+                plugin,
+                cap_mb: self.manifest.limits.memory_bytes >> 20,
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginError::Timeout {
                 plugin,
                 deadline_ms: self.manifest.limits.timeout.as_millis() as u64,
             },
-            _ => PluginError::Trap { plugin, message: format!("{error:#}") },
+            _ => PluginError::Trap {
+                plugin,
+                message: format!("{error:#}"),
+            },
         }
     }
 
@@ -329,7 +371,10 @@ impl AdapterPlugin {
             Ok(()) => "success",
             Err(e) => e.metric_result(),
         };
-        self.metrics.plugin_calls_total.with_label_values(&[self.name(), label]).inc();
+        self.metrics
+            .plugin_calls_total
+            .with_label_values(&[self.name(), label])
+            .inc();
         self.metrics
             .plugin_call_duration
             .with_label_values(&[self.name(), function])
@@ -356,12 +401,21 @@ impl AdapterPlugin {
             Ok(warm) => warm,
             Err(e) => {
                 let failure = Err(e);
-                self.record(function, started, &failure.as_ref().map(|_| ()).map_err(Clone::clone));
+                self.record(
+                    function,
+                    started,
+                    &failure.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
                 return failure;
             }
         };
-        warm.store.set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
-        let Warm { ref mut store, ref bindings, .. } = warm;
+        warm.store
+            .set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
+        let Warm {
+            ref mut store,
+            ref bindings,
+            ..
+        } = warm;
         let outcome = call(bindings, store).await;
         let result = match outcome {
             Ok(value) => {
@@ -371,20 +425,33 @@ impl AdapterPlugin {
             // A trapped instance is never reused: its memory may be in any state.
             Err(e) => Err(self.classify(&warm.store, e)),
         };
-        self.record(function, started, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.record(
+            function,
+            started,
+            &result.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         result
     }
 
     /// `describe` (also the smoke call at load time).
     pub async fn describe(&self) -> Result<wit_types::Descriptor, PluginError> {
-        self.run("describe", async |b, s| b.mnemom_gateway_adapter().call_describe(s).await).await
+        self.run("describe", async |b, s| {
+            b.mnemom_gateway_adapter().call_describe(s).await
+        })
+        .await
     }
 
     /// `transform-request`.
-    pub async fn transform_request(&self, request: &RequestInfo, body: &[u8]) -> Result<RequestPlan, PluginError> {
+    pub async fn transform_request(
+        &self,
+        request: &RequestInfo,
+        body: &[u8],
+    ) -> Result<RequestPlan, PluginError> {
         let result = self
             .run("transform-request", async |b, s| {
-                b.mnemom_gateway_adapter().call_transform_request(s, request, body).await
+                b.mnemom_gateway_adapter()
+                    .call_transform_request(s, request, body)
+                    .await
             })
             .await?;
         result.map_err(|e| self.adapter_error(e))
@@ -393,7 +460,11 @@ impl AdapterPlugin {
     /// `parse-response`.
     pub async fn parse_response(&self, body: &[u8]) -> Result<Extraction, PluginError> {
         let result = self
-            .run("parse-response", async |b, s| b.mnemom_gateway_adapter().call_parse_response(s, body).await)
+            .run("parse-response", async |b, s| {
+                b.mnemom_gateway_adapter()
+                    .call_parse_response(s, body)
+                    .await
+            })
             .await?;
         result.map_err(|e| self.adapter_error(e))
     }
@@ -401,30 +472,42 @@ impl AdapterPlugin {
     /// `parse-event`.
     pub async fn parse_event(&self, event: &SseEvent) -> Result<StreamDelta, PluginError> {
         let result = self
-            .run("parse-event", async |b, s| b.mnemom_gateway_adapter().call_parse_event(s, event).await)
+            .run("parse-event", async |b, s| {
+                b.mnemom_gateway_adapter().call_parse_event(s, event).await
+            })
             .await?;
         result.map_err(|e| self.adapter_error(e))
     }
 
     /// `map-error`.
     pub async fn map_error(&self, error: &GatewayError) -> Result<Vec<u8>, PluginError> {
-        self.run("map-error", async |b, s| b.mnemom_gateway_adapter().call_map_error(s, error).await).await
+        self.run("map-error", async |b, s| {
+            b.mnemom_gateway_adapter().call_map_error(s, error).await
+        })
+        .await
     }
 }
 
 /// Validates a descriptor returned by `describe`.
 pub fn validate_descriptor(raw: wit_types::Descriptor) -> Result<AdapterDescriptor, LoadError> {
-    super::manifest::validate_name(&raw.name).map_err(|e| LoadError::Descriptor(format!("name: {e}")))?;
+    super::manifest::validate_name(&raw.name)
+        .map_err(|e| LoadError::Descriptor(format!("name: {e}")))?;
     let prefix = raw.route_prefix;
     let valid_prefix = prefix.len() > 1
         && prefix.starts_with('/')
         && !prefix[1..].contains('/')
-        && prefix[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && prefix[1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !valid_prefix {
-        return Err(LoadError::Descriptor(format!("route prefix `{prefix}` must be `/` followed by one path segment")));
+        return Err(LoadError::Descriptor(format!(
+            "route prefix `{prefix}` must be `/` followed by one path segment"
+        )));
     }
     if matches!(prefix.as_str(), "/health" | "/metrics" | "/models.json") {
-        return Err(LoadError::Descriptor(format!("route prefix `{prefix}` is reserved by the gateway")));
+        return Err(LoadError::Descriptor(format!(
+            "route prefix `{prefix}` is reserved by the gateway"
+        )));
     }
     let upstream = crate::config::parse_base_url("default-upstream", &raw.default_upstream)
         .map_err(|e| LoadError::Descriptor(e.reason))?;

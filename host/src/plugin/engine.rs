@@ -37,7 +37,9 @@ pub struct PluginEngine {
 
 impl std::fmt::Debug for PluginEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginEngine").field("disk_cache", &self.disk_cache).finish_non_exhaustive()
+        f.debug_struct("PluginEngine")
+            .field("disk_cache", &self.disk_cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +65,12 @@ impl PluginEngine {
             }
         });
         let ticker = Arc::new(EpochTicker::start(engine.clone()));
-        Ok(Self { engine, memory_cache: Arc::default(), disk_cache, _ticker: ticker })
+        Ok(Self {
+            engine,
+            memory_cache: Arc::default(),
+            disk_cache,
+            _ticker: ticker,
+        })
     }
 
     /// The wasmtime engine.
@@ -79,15 +86,16 @@ impl PluginEngine {
 
     /// Compiles `bytes` (whose sha256 hex is `sha256`), reusing a cached artifact when one exists.
     pub fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, CompileError> {
-        if let Ok(cache) = self.memory_cache.lock() {
-            if let Some(component) = cache.get(sha256) {
-                return Ok(component.clone());
-            }
+        if let Ok(cache) = self.memory_cache.lock()
+            && let Some(component) = cache.get(sha256)
+        {
+            return Ok(component.clone());
         }
         let component = match self.load_from_disk(sha256) {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
                 self.store_to_disk(sha256, &component);
                 component
             }
@@ -108,7 +116,9 @@ impl PluginEngine {
     fn artifact_path(&self, sha256: &str) -> Option<PathBuf> {
         let dir = self.disk_cache.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         Some(dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish())))
     }
 
@@ -132,8 +142,12 @@ impl PluginEngine {
     }
 
     fn store_to_disk(&self, sha256: &str, component: &Component) {
-        let Some(path) = self.artifact_path(sha256) else { return };
-        let Ok(mut bytes) = component.serialize() else { return };
+        let Some(path) = self.artifact_path(sha256) else {
+            return;
+        };
+        let Ok(mut bytes) = component.serialize() else {
+            return;
+        };
         let digest = Sha256::digest(&bytes);
         bytes.extend_from_slice(&digest);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -159,12 +173,14 @@ impl EpochTicker {
     fn start(engine: Engine) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
         if let Err(e) = spawned {
             // Without the ticker deadlines cannot fire; calls would still finish or trap on
             // memory, but a looping plugin would hang. Make it loud.

@@ -61,9 +61,19 @@ pub async fn inspect(file: &str, bytes: &[u8], config: BTreeMap<String, String>)
         }
     };
     let ty = component.component_type();
-    result.imports = ty.imports(engine.engine()).map(|(name, _)| (name.to_owned(), import_allowed(name))).collect();
-    result.exports = ty.exports(engine.engine()).map(|(name, _)| name.to_owned()).collect();
-    if result.exports.iter().any(|e| e.starts_with("mnemom:gateway/adapter@")) {
+    result.imports = ty
+        .imports(engine.engine())
+        .map(|(name, _)| (name.to_owned(), import_allowed(name)))
+        .collect();
+    result.exports = ty
+        .exports(engine.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if result
+        .exports
+        .iter()
+        .any(|e| e.starts_with("mnemom:gateway/adapter@"))
+    {
         result.world = Some(World::ProviderAdapter.as_str().to_owned());
     } else {
         result.reason = Some("exports no mnemom:gateway world this gateway knows (expected mnemom:gateway/adapter@0.1.x)".into());
@@ -107,10 +117,16 @@ impl Inspection {
         out.push_str(&format!("file:     {}\n", self.file));
         out.push_str(&format!("sha256:   {}\n", self.sha256));
         out.push_str(&format!("size:     {} bytes\n", self.size));
-        out.push_str(&format!("world:    {}\n", self.world.as_deref().unwrap_or("(unknown)")));
+        out.push_str(&format!(
+            "world:    {}\n",
+            self.world.as_deref().unwrap_or("(unknown)")
+        ));
         out.push_str("imports:\n");
         for (name, allowed) in &self.imports {
-            out.push_str(&format!("  {} {name}\n", if *allowed { "ok     " } else { "DENIED " }));
+            out.push_str(&format!(
+                "  {} {name}\n",
+                if *allowed { "ok     " } else { "DENIED " }
+            ));
         }
         out.push_str("exports:\n");
         for name in &self.exports {

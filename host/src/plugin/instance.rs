@@ -32,7 +32,11 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     fn new(cap: usize) -> Self {
-        Self { cap, peak: 0, denied: false }
+        Self {
+            cap,
+            peak: 0,
+            denied: false,
+        }
     }
 
     /// Largest memory size seen, in bytes.
@@ -47,7 +51,12 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.denied = true;
             return Ok(false);
@@ -56,7 +65,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; anything near this is a runaway plugin.
         Ok(desired <= 100_000)
     }
@@ -73,21 +87,33 @@ pub struct PluginState {
 
 impl std::fmt::Debug for PluginState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginState").field("plugin", &self.identity.name).finish_non_exhaustive()
+        f.debug_struct("PluginState")
+            .field("plugin", &self.identity.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl PluginState {
     /// A fresh state: empty WASI context (stdio discarded, no preopens, no network, no env).
     pub fn new(identity: Arc<PluginIdentity>, memory_cap: usize) -> Self {
-        let wasi = WasiCtx::builder().allow_blocking_current_thread(false).build();
-        Self { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_cap), identity }
+        let wasi = WasiCtx::builder()
+            .allow_blocking_current_thread(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_cap),
+            identity,
+        }
     }
 }
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -104,7 +130,9 @@ impl host_imports::Host for PluginState {
         }
         let plugin = self.identity.name.as_str();
         match level {
-            host_imports::LogLevel::Trace | host_imports::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            host_imports::LogLevel::Trace | host_imports::LogLevel::Debug => {
+                tracing::debug!(plugin, "{message}")
+            }
             host_imports::LogLevel::Info => tracing::info!(plugin, "{message}"),
             host_imports::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             host_imports::LogLevel::Error => tracing::error!(plugin, "{message}"),
@@ -127,7 +155,9 @@ impl wit_types::Host for PluginState {}
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    ProviderAdapter::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+    ProviderAdapter::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| {
+        state
+    })?;
     Ok(linker)
 }
 
@@ -161,7 +191,9 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
 
 /// Whether an import name is on the allow-list.
 pub fn import_allowed(name: &str) -> bool {
-    ALLOWED_IMPORTS.iter().any(|prefix| name.starts_with(prefix))
+    ALLOWED_IMPORTS
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 #[cfg(test)]

@@ -144,7 +144,8 @@ struct RawLimits {
 impl Manifest {
     /// Parses and validates a manifest's text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
         validate_name(&raw.name)?;
         let wasm = raw.wasm.unwrap_or_else(|| format!("{}.wasm", raw.name));
         if wasm.contains('/') || wasm.starts_with('.') || !wasm.ends_with(".wasm") {
@@ -158,7 +159,10 @@ impl Manifest {
             Some(s) => {
                 let s = s.trim().to_ascii_lowercase();
                 if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(ManifestError::Field { field: "sha256", reason: "must be 64 hex digits".into() });
+                    return Err(ManifestError::Field {
+                        field: "sha256",
+                        reason: "must be 64 hex digits".into(),
+                    });
                 }
                 Some(s)
             }
@@ -167,22 +171,38 @@ impl Manifest {
         let limits = Limits {
             timeout: match raw.limits.timeout_ms {
                 None => defaults.timeout,
-                Some(0) => return Err(ManifestError::Field { field: "limits.timeout_ms", reason: "must be > 0".into() }),
+                Some(0) => {
+                    return Err(ManifestError::Field {
+                        field: "limits.timeout_ms",
+                        reason: "must be > 0".into(),
+                    });
+                }
                 Some(ms) if ms > 60_000 => {
-                    return Err(ManifestError::Field { field: "limits.timeout_ms", reason: "must be at most 60000".into() });
+                    return Err(ManifestError::Field {
+                        field: "limits.timeout_ms",
+                        reason: "must be at most 60000".into(),
+                    });
                 }
                 Some(ms) => Duration::from_millis(ms),
             },
             memory_bytes: match raw.limits.memory_mb {
                 None => defaults.memory_bytes,
                 Some(mb) if mb == 0 || mb > 4096 => {
-                    return Err(ManifestError::Field { field: "limits.memory_mb", reason: "must be between 1 and 4096".into() });
+                    return Err(ManifestError::Field {
+                        field: "limits.memory_mb",
+                        reason: "must be between 1 and 4096".into(),
+                    });
                 }
                 Some(mb) => (mb as usize) << 20,
             },
             pool_size: raw.limits.pool_size.unwrap_or(defaults.pool_size).min(1024),
             recycle_after: match raw.limits.recycle_after {
-                Some(0) => return Err(ManifestError::Field { field: "limits.recycle_after", reason: "must be > 0".into() }),
+                Some(0) => {
+                    return Err(ManifestError::Field {
+                        field: "limits.recycle_after",
+                        reason: "must be > 0".into(),
+                    });
+                }
                 other => other.unwrap_or(defaults.recycle_after),
             },
             recycle_memory_bytes: raw
@@ -201,7 +221,10 @@ impl Manifest {
                 other => {
                     return Err(ManifestError::Field {
                         field: "config",
-                        reason: format!("`{key}` must be a string, number or boolean, not {}", other.type_str()),
+                        reason: format!(
+                            "`{key}` must be a string, number or boolean, not {}",
+                            other.type_str()
+                        ),
                     });
                 }
             };
@@ -235,13 +258,22 @@ impl Manifest {
         if let Some(upstream) = &self.upstream {
             out.push_str(&format!("upstream = {}\n", toml_str(upstream)));
         }
-        out.push_str(&format!("failure_mode = {}\n", toml_str(self.failure_mode.as_str())));
+        out.push_str(&format!(
+            "failure_mode = {}\n",
+            toml_str(self.failure_mode.as_str())
+        ));
         out.push_str("\n[limits]\n");
-        out.push_str(&format!("timeout_ms = {}\n", self.limits.timeout.as_millis()));
+        out.push_str(&format!(
+            "timeout_ms = {}\n",
+            self.limits.timeout.as_millis()
+        ));
         out.push_str(&format!("memory_mb = {}\n", self.limits.memory_bytes >> 20));
         out.push_str(&format!("pool_size = {}\n", self.limits.pool_size));
         out.push_str(&format!("recycle_after = {}\n", self.limits.recycle_after));
-        out.push_str(&format!("recycle_memory_mb = {}\n", self.limits.recycle_memory_bytes >> 20));
+        out.push_str(&format!(
+            "recycle_memory_mb = {}\n",
+            self.limits.recycle_memory_bytes >> 20
+        ));
         out.push_str("\n[config]\n");
         for (key, value) in &self.config {
             out.push_str(&format!("{} = {}\n", toml_str(key), toml_str(value)));
@@ -260,13 +292,17 @@ pub fn validate_name(name: &str) -> Result<(), ManifestError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
         Err(ManifestError::Field {
             field: "name",
-            reason: format!("`{name}` must be lower-case letters, digits and `-`, starting with a letter"),
+            reason: format!(
+                "`{name}` must be lower-case letters, digits and `-`, starting with a letter"
+            ),
         })
     }
 }
@@ -307,10 +343,22 @@ mod tests {
     fn rejects_bad_fields() {
         let cases = [
             ("name = \"Bad Name\"\nworld = \"provider-adapter\"", "name"),
-            ("name = \"a\"\nworld = \"provider-adapter\"\nwasm = \"../x.wasm\"", "wasm"),
-            ("name = \"a\"\nworld = \"provider-adapter\"\nsha256 = \"zz\"", "sha256"),
-            ("name = \"a\"\nworld = \"provider-adapter\"\n[limits]\ntimeout_ms = 0", "limits.timeout_ms"),
-            ("name = \"a\"\nworld = \"provider-adapter\"\n[config]\nx = [1]", "config"),
+            (
+                "name = \"a\"\nworld = \"provider-adapter\"\nwasm = \"../x.wasm\"",
+                "wasm",
+            ),
+            (
+                "name = \"a\"\nworld = \"provider-adapter\"\nsha256 = \"zz\"",
+                "sha256",
+            ),
+            (
+                "name = \"a\"\nworld = \"provider-adapter\"\n[limits]\ntimeout_ms = 0",
+                "limits.timeout_ms",
+            ),
+            (
+                "name = \"a\"\nworld = \"provider-adapter\"\n[config]\nx = [1]",
+                "config",
+            ),
         ];
         for (text, field) in cases {
             match Manifest::parse(text) {
@@ -318,7 +366,13 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert!(matches!(Manifest::parse("name = \"a\"\nworld = \"nope\""), Err(ManifestError::Syntax(_))));
-        assert!(matches!(Manifest::parse("name = \"a\"\nworld = \"provider-adapter\"\nextra = 1"), Err(ManifestError::Syntax(_))));
+        assert!(matches!(
+            Manifest::parse("name = \"a\"\nworld = \"nope\""),
+            Err(ManifestError::Syntax(_))
+        ));
+        assert!(matches!(
+            Manifest::parse("name = \"a\"\nworld = \"provider-adapter\"\nextra = 1"),
+            Err(ManifestError::Syntax(_))
+        ));
     }
 }

@@ -4,8 +4,8 @@
 pub mod adapter;
 pub mod bindings;
 pub mod engine;
+pub mod inspect;
 pub mod instance;
 pub mod manifest;
 pub mod registry;
 pub mod source;
-pub mod inspect;

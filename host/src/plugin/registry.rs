@@ -108,7 +108,11 @@ pub struct PluginRegistry {
 
 impl PluginRegistry {
     /// Creates a registry and performs the initial load (embedded defaults plus directories).
-    pub async fn start(engine: PluginEngine, metrics: Metrics, config: RegistryConfig) -> (Arc<Self>, ReloadReport) {
+    pub async fn start(
+        engine: PluginEngine,
+        metrics: Metrics,
+        config: RegistryConfig,
+    ) -> (Arc<Self>, ReloadReport) {
         let registry = Arc::new(Self {
             engine,
             metrics,
@@ -166,11 +170,11 @@ impl PluginRegistry {
                     // plugins it provided keep serving until it is readable again.
                     tracing::warn!(dir = %dir.display(), error = %e, "plugin directory unreadable");
                     for adapter in previous.adapters() {
-                        if let Origin::Directory(path) = adapter.plugin.origin() {
-                            if path.starts_with(dir) {
-                                candidates.remove(adapter.plugin.name());
-                                broken.insert(adapter.plugin.name().to_owned(), e.to_string());
-                            }
+                        if let Origin::Directory(path) = adapter.plugin.origin()
+                            && path.starts_with(dir)
+                        {
+                            candidates.remove(adapter.plugin.name());
+                            broken.insert(adapter.plugin.name().to_owned(), e.to_string());
                         }
                     }
                 }
@@ -198,17 +202,20 @@ impl PluginRegistry {
             if candidate.manifest.disabled {
                 continue;
             }
-            if let Some(old) = previous.adapter(&name) {
-                if old.fingerprint == candidate.fingerprint {
-                    next.push(old.clone());
-                    continue;
-                }
+            if let Some(old) = previous.adapter(&name)
+                && old.fingerprint == candidate.fingerprint
+            {
+                next.push(old.clone());
+                continue;
             }
             match self.load(candidate).await {
                 Ok(routed) => {
                     let conflict = next
                         .iter()
-                        .find(|a| a.plugin.descriptor().route_prefix == routed.plugin.descriptor().route_prefix)
+                        .find(|a| {
+                            a.plugin.descriptor().route_prefix
+                                == routed.plugin.descriptor().route_prefix
+                        })
                         .map(|a| a.plugin.name().to_owned());
                     if let Some(owner) = conflict {
                         let reason = format!(
@@ -221,7 +228,10 @@ impl PluginRegistry {
                         self.fail(&mut report, &name, reason);
                         continue;
                     }
-                    self.metrics.plugin_reloads_total.with_label_values(&[&name, "success"]).inc();
+                    self.metrics
+                        .plugin_reloads_total
+                        .with_label_values(&[&name, "success"])
+                        .inc();
                     if let Ok(mut seen) = self.reported.lock() {
                         seen.retain(|(plugin, _)| plugin != &name);
                     }
@@ -252,11 +262,18 @@ impl PluginRegistry {
         }
         if report.changed() || previous.generation == 0 {
             next.sort_by(|a, b| {
-                b.plugin.descriptor().route_prefix.len().cmp(&a.plugin.descriptor().route_prefix.len())
+                b.plugin
+                    .descriptor()
+                    .route_prefix
+                    .len()
+                    .cmp(&a.plugin.descriptor().route_prefix.len())
             });
             let keep: Vec<String> = next.iter().map(|a| a.plugin.sha256().to_owned()).collect();
             self.metrics.plugins_loaded.set(next.len() as i64);
-            self.current.store(Arc::new(PluginSet { adapters: next, generation: previous.generation + 1 }));
+            self.current.store(Arc::new(PluginSet {
+                adapters: next,
+                generation: previous.generation + 1,
+            }));
             self.engine.retain(&keep);
         }
         report
@@ -269,7 +286,10 @@ impl PluginRegistry {
             .map(|mut seen| seen.insert((name.to_owned(), reason.clone())))
             .unwrap_or(true);
         if first_time {
-            self.metrics.plugin_reloads_total.with_label_values(&[name, "error"]).inc();
+            self.metrics
+                .plugin_reloads_total
+                .with_label_values(&[name, "error"])
+                .inc();
             tracing::error!(plugin = %name, error = %reason, "plugin rejected; the previous version (if any) keeps serving");
         }
         report.failed.push((name.to_owned(), reason));
@@ -285,7 +305,10 @@ impl PluginRegistry {
         }
         let manifest_upstream = match &candidate.manifest.upstream {
             None => None,
-            Some(value) => Some(crate::config::parse_base_url("upstream", value).map_err(|e| format!("manifest {e}"))?),
+            Some(value) => Some(
+                crate::config::parse_base_url("upstream", value)
+                    .map_err(|e| format!("manifest {e}"))?,
+            ),
         };
         let plugin = AdapterPlugin::load(
             &self.engine,
@@ -301,11 +324,19 @@ impl PluginRegistry {
             .config
             .upstream_overrides
             .get(plugin.name())
-            .or_else(|| self.config.upstream_overrides.get(&plugin.descriptor().name))
+            .or_else(|| {
+                self.config
+                    .upstream_overrides
+                    .get(&plugin.descriptor().name)
+            })
             .cloned()
             .or(manifest_upstream)
             .unwrap_or_else(|| plugin.descriptor().default_upstream.clone());
-        Ok(RoutedAdapter { plugin: Arc::new(plugin), upstream, fingerprint: candidate.fingerprint })
+        Ok(RoutedAdapter {
+            plugin: Arc::new(plugin),
+            upstream,
+            fingerprint: candidate.fingerprint,
+        })
     }
 
     /// Watches the plugin directories (change events, debounced) and polls them as a safety
@@ -327,12 +358,7 @@ impl PluginRegistry {
                     }
                     // Debounce: the kubelet writes a new timestamped directory, then swaps
                     // `..data`; wait until events stop before reading.
-                    loop {
-                        match tokio::time::timeout(self.config.debounce, events_rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
+                    while let Ok(Some(())) = tokio::time::timeout(self.config.debounce, events_rx.recv()).await {}
                 }
             }
             let report = self.reload().await;
@@ -342,7 +368,10 @@ impl PluginRegistry {
         }
     }
 
-    fn start_watcher(&self, events: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    fn start_watcher(
+        &self,
+        events: tokio::sync::mpsc::Sender<()>,
+    ) -> Option<notify::RecommendedWatcher> {
         use notify::Watcher;
         if self.config.plugin_dirs.is_empty() {
             return None;

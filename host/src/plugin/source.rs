@@ -79,7 +79,9 @@ pub enum SourceError {
         actual: String,
     },
     /// Directory plugins must pin their component's hash.
-    #[error("{path}: `sha256` is required for plugins loaded from a directory (see `mnemom-gateway plugin inspect`)")]
+    #[error(
+        "{path}: `sha256` is required for plugins loaded from a directory (see `mnemom-gateway plugin inspect`)"
+    )]
     MissingHash {
         /// The manifest file.
         path: String,
@@ -99,7 +101,10 @@ pub fn embedded_candidates() -> Vec<Candidate> {
             let manifest = Manifest::parse(plugin.manifest).ok()?;
             let sha256 = sha256_hex(plugin.wasm);
             Some(Candidate {
-                fingerprint: format!("embedded:{sha256}:{}", sha256_hex(plugin.manifest.as_bytes())),
+                fingerprint: format!(
+                    "embedded:{sha256}:{}",
+                    sha256_hex(plugin.manifest.as_bytes())
+                ),
                 manifest,
                 wasm: plugin.wasm.to_vec(),
                 sha256,
@@ -111,7 +116,10 @@ pub fn embedded_candidates() -> Vec<Candidate> {
 
 /// Reads every `*.plugin.toml` manifest in `dir` (not recursive) with its component.
 pub fn scan_directory(dir: &Path) -> Result<Vec<ScanEntry>, SourceError> {
-    let io = |path: &Path, source| SourceError::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| SourceError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| io(dir, e))?
         .filter_map(Result::ok)
@@ -123,7 +131,10 @@ pub fn scan_directory(dir: &Path) -> Result<Vec<ScanEntry>, SourceError> {
         })
         .collect();
     manifests.sort();
-    Ok(manifests.into_iter().map(|path| read_candidate(&path)).collect())
+    Ok(manifests
+        .into_iter()
+        .map(|path| read_candidate(&path))
+        .collect())
 }
 
 fn read_candidate(manifest_path: &Path) -> ScanEntry {
@@ -136,11 +147,27 @@ fn read_candidate(manifest_path: &Path) -> ScanEntry {
     let display = manifest_path.display().to_string();
     let text = match std::fs::read_to_string(manifest_path) {
         Ok(text) => text,
-        Err(source) => return (stem, Err(SourceError::Io { path: display, source })),
+        Err(source) => {
+            return (
+                stem,
+                Err(SourceError::Io {
+                    path: display,
+                    source,
+                }),
+            );
+        }
     };
     let manifest = match Manifest::parse(&text) {
         Ok(m) => m,
-        Err(source) => return (stem, Err(SourceError::Manifest { path: display, source })),
+        Err(source) => {
+            return (
+                stem,
+                Err(SourceError::Manifest {
+                    path: display,
+                    source,
+                }),
+            );
+        }
     };
     let name = manifest.name.clone();
     if manifest.disabled {
@@ -160,15 +187,34 @@ fn read_candidate(manifest_path: &Path) -> ScanEntry {
     let wasm_path = manifest_path.with_file_name(&manifest.wasm);
     let wasm = match std::fs::read(&wasm_path) {
         Ok(bytes) => bytes,
-        Err(source) => return (name, Err(SourceError::Io { path: wasm_path.display().to_string(), source })),
+        Err(source) => {
+            return (
+                name,
+                Err(SourceError::Io {
+                    path: wasm_path.display().to_string(),
+                    source,
+                }),
+            );
+        }
     };
     let sha256 = sha256_hex(&wasm);
     if sha256 != expected {
         let path = wasm_path.display().to_string();
-        return (name, Err(SourceError::HashMismatch { path, expected, actual: sha256 }));
+        return (
+            name,
+            Err(SourceError::HashMismatch {
+                path,
+                expected,
+                actual: sha256,
+            }),
+        );
     }
     let candidate = Candidate {
-        fingerprint: format!("{}:{sha256}:{}", manifest_path.display(), sha256_hex(text.as_bytes())),
+        fingerprint: format!(
+            "{}:{sha256}:{}",
+            manifest_path.display(),
+            sha256_hex(text.as_bytes())
+        ),
         manifest,
         wasm,
         sha256,
@@ -180,7 +226,10 @@ fn read_candidate(manifest_path: &Path) -> ScanEntry {
 /// Writes the embedded defaults (component + manifest with its sha256) into `dir`.
 /// Returns the files written.
 pub fn export_embedded(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let io = |path: &Path, source| SourceError::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| SourceError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut written = Vec::new();
     for candidate in embedded_candidates() {
@@ -223,7 +272,10 @@ mod tests {
         for (name, candidate) in scanned {
             let candidate = candidate.unwrap();
             assert_eq!(candidate.manifest.name, name);
-            assert_eq!(candidate.manifest.sha256.as_deref(), Some(candidate.sha256.as_str()));
+            assert_eq!(
+                candidate.manifest.sha256.as_deref(),
+                Some(candidate.sha256.as_str())
+            );
         }
     }
 
@@ -233,14 +285,24 @@ mod tests {
         std::fs::write(dir.path().join("x.wasm"), b"not wasm").unwrap();
         std::fs::write(
             dir.path().join("x.plugin.toml"),
-            format!("name = \"x\"\nworld = \"provider-adapter\"\nsha256 = \"{}\"\n", "0".repeat(64)),
+            format!(
+                "name = \"x\"\nworld = \"provider-adapter\"\nsha256 = \"{}\"\n",
+                "0".repeat(64)
+            ),
         )
         .unwrap();
-        std::fs::write(dir.path().join("y.plugin.toml"), "name = \"y\"\nworld = \"provider-adapter\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("y.plugin.toml"),
+            "name = \"y\"\nworld = \"provider-adapter\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join(".hidden.plugin.toml"), "garbage").unwrap();
         let scanned = scan_directory(dir.path()).unwrap();
         assert_eq!(scanned.len(), 2);
-        assert!(matches!(scanned[0].1, Err(SourceError::HashMismatch { .. })));
+        assert!(matches!(
+            scanned[0].1,
+            Err(SourceError::HashMismatch { .. })
+        ));
         assert!(matches!(scanned[1].1, Err(SourceError::MissingHash { .. })));
     }
 }

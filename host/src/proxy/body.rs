@@ -3,6 +3,8 @@
 //! extraction, enforcing the idle timeout and recording metrics when the stream ends.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,9 @@ pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -44,14 +48,19 @@ pub enum ReadError {
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes.
-pub async fn read_limited(mut body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, ReadError> {
-    if let Some(upper) = body.size_hint().upper() {
-        if upper > limit as u64 {
-            return Err(ReadError::TooLarge(limit));
-        }
+pub async fn read_limited(
+    mut body: Incoming,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, ReadError> {
+    if let Some(upper) = body.size_hint().upper()
+        && upper > limit as u64
+    {
+        return Err(ReadError::TooLarge(limit));
     }
     let exact = body.size_hint().exact();
-    let mut collected: Vec<u8> = Vec::with_capacity(exact.map(|n| n as usize).unwrap_or(0).min(limit));
+    let mut collected: Vec<u8> =
+        Vec::with_capacity(exact.map(|n| n as usize).unwrap_or(0).min(limit));
     let mut first: Option<Bytes> = None;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -60,7 +69,9 @@ pub async fn read_limited(mut body: Incoming, limit: usize, idle: Duration) -> R
             Ok(Some(Err(e))) => return Err(ReadError::Read(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         let so_far = collected.len() + first.as_ref().map_or(0, Bytes::len);
         if so_far + data.len() > limit {
             return Err(ReadError::TooLarge(limit));
@@ -97,8 +108,16 @@ pub enum Capture {
         /// Receives the body at the end, or nothing if it was too large or broken.
         done: Option<tokio::sync::oneshot::Sender<Option<Vec<Bytes>>>>,
     },
-    /// A stream is copied chunk by chunk to the extraction task through a bounded channel.
-    Stream(mpsc::Sender<Bytes>),
+    /// A stream is copied chunk by chunk to the extraction task; the copy may lag behind the
+    /// client by at most `limit` bytes (`lag` counts what is queued and not yet processed).
+    Stream {
+        /// To the extraction task.
+        tx: mpsc::UnboundedSender<Bytes>,
+        /// Bytes queued and not yet taken by the extraction task.
+        lag: Arc<AtomicUsize>,
+        /// Largest allowed lag.
+        limit: usize,
+    },
 }
 
 /// Called once when the response body ends (completely, with an error, or dropped by a client
@@ -168,7 +187,10 @@ impl Body for TeeBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Pending => {
@@ -199,12 +221,12 @@ impl Body for TeeBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let deadline = tokio::time::Instant::now() + *this.idle_timeout;
                 this.idle.as_mut().reset(deadline);
-                if let Some(data) = frame.data_ref() {
-                    if !copy_chunk(this.capture, data) {
-                        *this.capture = Capture::None;
-                        if let Some(abandon) = this.abandoned.take() {
-                            abandon();
-                        }
+                if let Some(data) = frame.data_ref()
+                    && !copy_chunk(this.capture, data)
+                {
+                    *this.capture = Capture::None;
+                    if let Some(abandon) = this.abandoned.take() {
+                        abandon();
                     }
                 }
                 // With a known length hyper stops polling once the last byte is out, so the end
@@ -233,7 +255,12 @@ impl Body for TeeBody {
 fn copy_chunk(capture: &mut Capture, data: &Bytes) -> bool {
     match capture {
         Capture::None => true,
-        Capture::Whole { chunks, size, limit, .. } => {
+        Capture::Whole {
+            chunks,
+            size,
+            limit,
+            ..
+        } => {
             *size += data.len();
             if *size > *limit {
                 return false;
@@ -242,16 +269,23 @@ fn copy_chunk(capture: &mut Capture, data: &Bytes) -> bool {
             chunks.push(data.clone());
             true
         }
-        Capture::Stream(tx) => tx.try_send(data.clone()).is_ok(),
+        Capture::Stream { tx, lag, limit } => {
+            let queued = lag.fetch_add(data.len(), Ordering::AcqRel) + data.len();
+            queued <= *limit && tx.send(data.clone()).is_ok()
+        }
     }
 }
 
 fn finish_capture(capture: &mut Capture, complete: bool) {
-    if let Capture::Whole { chunks, done, .. } = capture {
-        if let Some(done) = done.take() {
-            let body = if complete { Some(std::mem::take(chunks)) } else { None };
-            let _ = done.send(body);
-        }
+    if let Capture::Whole { chunks, done, .. } = capture
+        && let Some(done) = done.take()
+    {
+        let body = if complete {
+            Some(std::mem::take(chunks))
+        } else {
+            None
+        };
+        let _ = done.send(body);
     }
     // Dropping a stream sender closes the channel: the extraction task sees the end.
     *capture = Capture::None;

@@ -68,17 +68,39 @@ impl ProxyError {
     /// Status, kind and machine-readable type.
     pub fn classify(&self) -> (StatusCode, ErrorKind, &'static str) {
         match self {
-            ProxyError::MissingKey { .. } | ProxyError::InvalidKey(_) => {
-                (StatusCode::UNAUTHORIZED, ErrorKind::Authentication, "authentication_error")
+            ProxyError::MissingKey { .. } | ProxyError::InvalidKey(_) => (
+                StatusCode::UNAUTHORIZED,
+                ErrorKind::Authentication,
+                "authentication_error",
+            ),
+            ProxyError::BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorKind::PayloadTooLarge,
+                "request_too_large",
+            ),
+            ProxyError::BodyRead(_) | ProxyError::BadPath(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidRequest,
+                "invalid_request_error",
+            ),
+            ProxyError::UpstreamConnect { .. } => {
+                (StatusCode::BAD_GATEWAY, ErrorKind::BadGateway, "api_error")
             }
-            ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::PayloadTooLarge, "request_too_large"),
-            ProxyError::BodyRead(_) | ProxyError::BadPath(_) => {
-                (StatusCode::BAD_REQUEST, ErrorKind::InvalidRequest, "invalid_request_error")
-            }
-            ProxyError::UpstreamConnect { .. } => (StatusCode::BAD_GATEWAY, ErrorKind::BadGateway, "api_error"),
-            ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, ErrorKind::GatewayTimeout, "timeout_error"),
-            ProxyError::PluginFailClosed { .. } => (StatusCode::BAD_GATEWAY, ErrorKind::BadGateway, "gateway_error"),
-            ProxyError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unavailable, "overloaded_error"),
+            ProxyError::UpstreamTimeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorKind::GatewayTimeout,
+                "timeout_error",
+            ),
+            ProxyError::PluginFailClosed { .. } => (
+                StatusCode::BAD_GATEWAY,
+                ErrorKind::BadGateway,
+                "gateway_error",
+            ),
+            ProxyError::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Unavailable,
+                "overloaded_error",
+            ),
         }
     }
 
@@ -93,7 +115,9 @@ impl ProxyError {
             message: self.to_string(),
         };
         let body = match adapter.plugin.map_error(&error).await {
-            Ok(body) if serde_json::from_slice::<serde_json::Value>(&body).is_ok() => Bytes::from(body),
+            Ok(body) if serde_json::from_slice::<serde_json::Value>(&body).is_ok() => {
+                Bytes::from(body)
+            }
             Ok(_) | Err(_) => generic_body(error_type, &error.message),
         };
         json_response(status, body)
@@ -109,7 +133,11 @@ pub fn generic_body(error_type: &str, message: &str) -> Bytes {
 pub fn not_found(prefixes: &[String]) -> Response<GatewayBody> {
     let message = format!(
         "This gateway handles /health, /metrics, /models.json and {} endpoints",
-        prefixes.iter().map(|p| format!("{p}/*")).collect::<Vec<_>>().join(", ")
+        prefixes
+            .iter()
+            .map(|p| format!("{p}/*"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let body = serde_json::json!({"error": "Not found", "type": "not_found", "message": message});
     json_response(StatusCode::NOT_FOUND, Bytes::from(body.to_string()))
@@ -119,7 +147,10 @@ pub fn not_found(prefixes: &[String]) -> Response<GatewayBody> {
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<GatewayBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     add_cors(response.headers_mut());
     response
 }

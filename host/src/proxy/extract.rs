@@ -69,7 +69,11 @@ impl From<Extraction> for Extracted {
             tool_calls: e
                 .tool_calls
                 .into_iter()
-                .map(|c| ToolCall { id: c.id, name: c.name, arguments: c.arguments })
+                .map(|c| ToolCall {
+                    id: c.id,
+                    name: c.name,
+                    arguments: c.arguments,
+                })
                 .collect(),
             usage: e.usage.map(usage_from).unwrap_or_default(),
             model: e.model,
@@ -141,7 +145,11 @@ impl StreamAccumulator {
             call.arguments.push_str(&f.arguments);
         }
         for c in delta.tool_calls {
-            self.complete.push(ToolCall { id: c.id, name: c.name, arguments: c.arguments });
+            self.complete.push(ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            });
         }
         if let Some(u) = delta.usage {
             merge(&mut self.usage.input_tokens, u.input_tokens);
@@ -165,7 +173,12 @@ impl StreamAccumulator {
         let mut tool_calls: Vec<ToolCall> = self.fragments.into_iter().map(|(_, c)| c).collect();
         tool_calls.extend(self.complete);
         Extracted {
-            thinking: self.thinking.into_iter().map(|(_, t)| t).filter(|t| !t.is_empty()).collect(),
+            thinking: self
+                .thinking
+                .into_iter()
+                .map(|(_, t)| t)
+                .filter(|t| !t.is_empty())
+                .collect(),
             text: self.text.into_iter().map(|(_, t)| t).collect(),
             tool_calls,
             usage: self.usage,

@@ -28,8 +28,10 @@ use crate::plugin::bindings::wit_types::Header;
 use crate::plugin::manifest::FailureMode;
 use crate::plugin::registry::RoutedAdapter;
 
-/// Chunks of a streamed response the extraction copy may lag behind before it is abandoned.
-const STREAM_COPY_CHUNKS: usize = 1024;
+/// Bytes of a streamed response the extraction copy may lag behind the client before it is
+/// abandoned (4 MiB: far more than any provider sends between two events, and it bounds memory
+/// per stream).
+const STREAM_COPY_LAG_BYTES: usize = 4 << 20;
 
 /// Everything the proxy needs, shared by all requests.
 #[derive(Debug)]
@@ -60,20 +62,31 @@ struct Forwarded {
 
 impl Proxy {
     /// Handles one request routed to `adapter`, with `rest` the path after its prefix.
-    pub async fn handle(self: &Arc<Self>, adapter: &RoutedAdapter, rest: &str, request: Request<Incoming>) -> Response<GatewayBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        adapter: &RoutedAdapter,
+        rest: &str,
+        request: Request<Incoming>,
+    ) -> Response<GatewayBody> {
         let arrived = Instant::now();
         let provider = adapter.plugin.descriptor().name.clone();
-        let response = match self.forward(adapter, rest, request, arrived).await {
+
+        match self.forward(adapter, rest, request, arrived).await {
             Ok(response) => response,
             Err(error) => {
                 let response = error.into_response(adapter).await;
                 let status = response.status().as_u16().to_string();
-                self.metrics.requests_total.with_label_values(&[&provider, &status]).inc();
-                self.metrics.request_duration.with_label_values(&[&provider]).observe(arrived.elapsed().as_secs_f64());
+                self.metrics
+                    .requests_total
+                    .with_label_values(&[&provider, &status])
+                    .inc();
+                self.metrics
+                    .request_duration
+                    .with_label_values(&[&provider])
+                    .observe(arrived.elapsed().as_secs_f64());
                 response
             }
-        };
-        response
+        }
     }
 
     async fn forward(
@@ -89,19 +102,25 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let query = parts.uri.query();
 
-        let key = extract_key(&descriptor.credential_sources, &parts.headers, query).map_err(|e| match e {
-            KeyError::Missing { expected } => ProxyError::MissingKey { expected },
-            KeyError::Invalid { .. } => ProxyError::InvalidKey(format!("Invalid API key: {e}")),
-        })?;
+        let key = extract_key(&descriptor.credential_sources, &parts.headers, query).map_err(
+            |e| match e {
+                KeyError::Missing { expected } => ProxyError::MissingKey { expected },
+                KeyError::Invalid { .. } => ProxyError::InvalidKey(format!("Invalid API key: {e}")),
+            },
+        )?;
         let identity = AgentIdentity::from_key(&key, started_at);
         drop(key);
 
-        let body = read_limited(body, self.config.max_request_bytes, self.config.idle_timeout)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
-                other => ProxyError::BodyRead(other.to_string()),
-            })?;
+        let body = read_limited(
+            body,
+            self.config.max_request_bytes,
+            self.config.idle_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
+            other => ProxyError::BodyRead(other.to_string()),
+        })?;
 
         let info = RequestInfo {
             method: parts.method.as_str().to_owned(),
@@ -138,7 +157,10 @@ impl Proxy {
                     }
                     FailureMode::FailClosed => {
                         tracing::warn!(plugin = %adapter.plugin.name(), error = %error, "adapter failed; request refused (fail-closed)");
-                        return Err(ProxyError::PluginFailClosed { plugin: adapter.plugin.name().to_owned(), source: error });
+                        return Err(ProxyError::PluginFailClosed {
+                            plugin: adapter.plugin.name().to_owned(),
+                            source: error,
+                        });
                     }
                 },
             }
@@ -149,22 +171,43 @@ impl Proxy {
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers::upstream_request_headers(&parts.headers);
-        if !outbound_body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
-            upstream_request
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(outbound_body.len()));
+        if !outbound_body.is_empty()
+            || !matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        {
+            upstream_request.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(outbound_body.len()),
+            );
         }
 
         let pre_upstream = arrived.elapsed();
         let sent = Instant::now();
-        let response = match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(upstream_request)).await {
+        let response = match tokio::time::timeout(
+            self.config.first_byte_timeout,
+            self.client.request(upstream_request),
+        )
+        .await
+        {
             Err(_) => {
-                self.metrics.upstream_errors_total.with_label_values(&[&provider, "timeout"]).inc();
-                return Err(ProxyError::UpstreamTimeout { provider, seconds: self.config.first_byte_timeout.as_secs() });
+                self.metrics
+                    .upstream_errors_total
+                    .with_label_values(&[&provider, "timeout"])
+                    .inc();
+                return Err(ProxyError::UpstreamTimeout {
+                    provider,
+                    seconds: self.config.first_byte_timeout.as_secs(),
+                });
             }
             Ok(Err(e)) => {
-                let kind = if e.is_connect() { "connect" } else { "protocol" };
-                self.metrics.upstream_errors_total.with_label_values(&[&provider, kind]).inc();
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
+                self.metrics
+                    .upstream_errors_total
+                    .with_label_values(&[&provider, kind])
+                    .inc();
                 let message = error_chain(&e);
                 tracing::warn!(provider = %provider, error = %message, "upstream request failed");
                 return Err(ProxyError::UpstreamConnect { provider, message });
@@ -207,19 +250,34 @@ impl Proxy {
         add_cors(&mut out_headers);
 
         let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_ascii_lowercase();
-        let encoding = header_str(&parts.headers, header::CONTENT_ENCODING).trim().to_ascii_lowercase();
+        let encoding = header_str(&parts.headers, header::CONTENT_ENCODING)
+            .trim()
+            .to_ascii_lowercase();
         let is_sse = content_type.starts_with("text/event-stream");
         let extract = self.config.aip_enabled && status.is_success();
         let abandoned = Arc::new(AtomicBool::new(false));
         let (capture, source) = if !extract {
-            let note = if status.is_success() { "extraction disabled (AIP_ENABLED=false)" } else { "upstream status is not 2xx" };
+            let note = if status.is_success() {
+                "extraction disabled (AIP_ENABLED=false)"
+            } else {
+                "upstream status is not 2xx"
+            };
             (Capture::None, CaptureSource::Skipped(note.to_owned()))
         } else if is_sse {
             if encoding.is_empty() || encoding == "identity" {
-                let (tx, rx) = mpsc::channel(STREAM_COPY_CHUNKS);
-                (Capture::Stream(tx), CaptureSource::Stream(rx))
+                let (tx, rx) = mpsc::unbounded_channel();
+                let lag = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let capture = Capture::Stream {
+                    tx,
+                    lag: lag.clone(),
+                    limit: STREAM_COPY_LAG_BYTES,
+                };
+                (capture, CaptureSource::Stream { rx, lag })
             } else {
-                (Capture::None, CaptureSource::Skipped(format!("compressed event stream ({encoding})")))
+                (
+                    Capture::None,
+                    CaptureSource::Skipped(format!("compressed event stream ({encoding})")),
+                )
             }
         } else {
             let (tx, rx) = oneshot::channel();
@@ -245,17 +303,36 @@ impl Proxy {
         let finisher: Box<dyn FnOnce(BodyOutcome) + Send> = Box::new(move |outcome| {
             let total = arrived.elapsed();
             metrics.active_streams.dec();
-            metrics.requests_total.with_label_values(&[&provider, &status_label]).inc();
-            metrics.request_duration.with_label_values(&[&provider]).observe(total.as_secs_f64());
-            metrics.overhead_seconds.with_label_values(&[&provider]).observe(overhead.as_secs_f64());
+            metrics
+                .requests_total
+                .with_label_values(&[&provider, &status_label])
+                .inc();
+            metrics
+                .request_duration
+                .with_label_values(&[&provider])
+                .observe(total.as_secs_f64());
+            metrics
+                .overhead_seconds
+                .with_label_values(&[&provider])
+                .observe(overhead.as_secs_f64());
             if outcome == BodyOutcome::UpstreamError {
-                metrics.upstream_errors_total.with_label_values(&[&provider, "body"]).inc();
+                metrics
+                    .upstream_errors_total
+                    .with_label_values(&[&provider, "body"])
+                    .inc();
             }
             let _ = end_tx.send((outcome, total));
         });
         let abandon_flag = abandoned.clone();
-        let on_abandon: Box<dyn FnOnce() + Send> = Box::new(move || abandon_flag.store(true, Ordering::Relaxed));
-        let body = TeeBody::new(body, capture, self.config.idle_timeout, finisher, on_abandon);
+        let on_abandon: Box<dyn FnOnce() + Send> =
+            Box::new(move || abandon_flag.store(true, Ordering::Relaxed));
+        let body = TeeBody::new(
+            body,
+            capture,
+            self.config.idle_timeout,
+            finisher,
+            on_abandon,
+        );
 
         let task = ExtractionTask {
             proxy: self.clone(),
@@ -277,8 +354,14 @@ impl Proxy {
 /// Where the extraction task reads the response copy from.
 enum CaptureSource {
     Skipped(String),
-    Stream(mpsc::Receiver<Bytes>),
-    Whole { rx: oneshot::Receiver<Option<Vec<Bytes>>>, encoding: String },
+    Stream {
+        rx: mpsc::UnboundedReceiver<Bytes>,
+        lag: Arc<std::sync::atomic::AtomicUsize>,
+    },
+    Whole {
+        rx: oneshot::Receiver<Option<Vec<Bytes>>>,
+        encoding: String,
+    },
 }
 
 struct ExtractionTask {
@@ -295,17 +378,28 @@ impl ExtractionTask {
         let provider = self.forwarded.provider.clone();
         let (extracted, note) = match source {
             CaptureSource::Skipped(note) => (None, Some(note)),
-            CaptureSource::Stream(rx) => self.extract_stream(rx).await,
+            CaptureSource::Stream { rx, lag } => self.extract_stream(rx, lag).await,
             CaptureSource::Whole { rx, encoding } => match rx.await {
                 Ok(Some(chunks)) => self.extract_whole(chunks, &encoding).await,
-                Ok(None) | Err(_) => (None, Some("response body incomplete or larger than the capture limit".to_owned())),
+                Ok(None) | Err(_) => (
+                    None,
+                    Some("response body incomplete or larger than the capture limit".to_owned()),
+                ),
             },
         };
-        let (outcome, duration) = end.await.unwrap_or((BodyOutcome::ClientGone, self.forwarded.arrived.elapsed()));
+        let (outcome, duration) = end
+            .await
+            .unwrap_or((BodyOutcome::ClientGone, self.forwarded.arrived.elapsed()));
         let (extracted, note) = if self.abandoned.load(Ordering::Relaxed) {
-            (None, Some("extraction abandoned: the copy fell behind the client stream".to_owned()))
+            (
+                None,
+                Some("extraction abandoned: the copy fell behind the client stream".to_owned()),
+            )
         } else if outcome != BodyOutcome::Complete && extracted.is_some() {
-            (extracted, Some(format!("response ended early ({outcome:?})")))
+            (
+                extracted,
+                Some(format!("response ended early ({outcome:?})")),
+            )
         } else {
             (extracted, note)
         };
@@ -319,8 +413,14 @@ impl ExtractionTask {
             "skipped"
         };
         let metrics = &self.proxy.metrics;
-        metrics.extractions_total.with_label_values(&[&provider, result]).inc();
-        metrics.background_tasks_total.with_label_values(&["extraction"]).inc();
+        metrics
+            .extractions_total
+            .with_label_values(&[&provider, result])
+            .inc();
+        metrics
+            .background_tasks_total
+            .with_label_values(&["extraction"])
+            .inc();
         let _ = self.forwarded.pre_upstream;
         let exchange = Exchange {
             provider,
@@ -339,17 +439,26 @@ impl ExtractionTask {
         self.proxy.observer.observe(exchange);
     }
 
-    async fn extract_stream(&self, mut rx: mpsc::Receiver<Bytes>) -> (Option<Extracted>, Option<String>) {
+    async fn extract_stream(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<Bytes>,
+        lag: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> (Option<Extracted>, Option<String>) {
         let mut framer = Framer::new();
         let mut accumulator = StreamAccumulator::default();
         let mut events = Vec::new();
         let mut failure: Option<String> = None;
-        let process = async |events: &mut Vec<crate::proxy::sse::Event>, failure: &mut Option<String>, acc: &mut StreamAccumulator| {
+        let process = async |events: &mut Vec<crate::proxy::sse::Event>,
+                             failure: &mut Option<String>,
+                             acc: &mut StreamAccumulator| {
             for event in events.drain(..) {
                 if failure.is_some() {
                     continue;
                 }
-                let event = SseEvent { event: event.event, data: event.data };
+                let event = SseEvent {
+                    event: event.event,
+                    data: event.data,
+                };
                 match self.adapter.plugin.parse_event(&event).await {
                     Ok(delta) => acc.apply(delta),
                     Err(e) if e.is_unsupported() => {}
@@ -366,6 +475,7 @@ impl ExtractionTask {
             }
         };
         while let Some(chunk) = rx.recv().await {
+            lag.fetch_sub(chunk.len(), Ordering::AcqRel);
             framer.push(&chunk, &mut events);
             process(&mut events, &mut failure, &mut accumulator).await;
         }
@@ -377,7 +487,11 @@ impl ExtractionTask {
         }
     }
 
-    async fn extract_whole(&self, chunks: Vec<Bytes>, encoding: &str) -> (Option<Extracted>, Option<String>) {
+    async fn extract_whole(
+        &self,
+        chunks: Vec<Bytes>,
+        encoding: &str,
+    ) -> (Option<Extracted>, Option<String>) {
         let mut body = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
         for chunk in &chunks {
             body.extend_from_slice(chunk);
@@ -407,17 +521,25 @@ fn decode(body: Vec<u8>, encoding: &str, limit: usize) -> Result<Vec<u8>, String
     let mut out = Vec::new();
     let read = match encoding {
         "" | "identity" => return Ok(body),
-        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out),
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(body.as_slice())
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
         "deflate" => {
-            let zlib = flate2::read::ZlibDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out);
+            let zlib = flate2::read::ZlibDecoder::new(body.as_slice())
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out);
             if zlib.is_err() {
                 out.clear();
-                flate2::read::DeflateDecoder::new(body.as_slice()).take(limit as u64 + 1).read_to_end(&mut out)
+                flate2::read::DeflateDecoder::new(body.as_slice())
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
             } else {
                 zlib
             }
         }
-        "br" => brotli_decompressor::Decompressor::new(body.as_slice(), 4096).take(limit as u64 + 1).read_to_end(&mut out),
+        "br" => brotli_decompressor::Decompressor::new(body.as_slice(), 4096)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
         other => return Err(format!("unsupported content-encoding `{other}`")),
     };
     match read {
@@ -439,18 +561,27 @@ fn adapter_headers(headers: &HeaderMap) -> Vec<Header> {
                 || n.starts_with("openai-")
                 || (n.starts_with("x-goog-") && n != "x-goog-api-key")
         })
-        .filter_map(|(name, value)| Some(Header { name: name.as_str().to_owned(), value: value.to_str().ok()?.to_owned() }))
+        .filter_map(|(name, value)| {
+            Some(Header {
+                name: name.as_str().to_owned(),
+                value: value.to_str().ok()?.to_owned(),
+            })
+        })
         .collect()
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// `base` + `rest` + `?query`, keeping the base URL's own path (e.g. `https://host/openai`).
 pub fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
     let base_path = base.path().trim_end_matches('/');
-    let mut path_and_query = String::with_capacity(base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    let mut path_and_query =
+        String::with_capacity(base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
     path_and_query.push_str(base_path);
     path_and_query.push_str(rest);
     if let Some(q) = query {
@@ -460,7 +591,11 @@ pub fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, 
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
-    parts.path_and_query = Some(path_and_query.parse().map_err(|e: http::uri::InvalidUri| ProxyError::BadPath(e.to_string()))?);
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ProxyError::BadPath(e.to_string()))?,
+    );
     Uri::from_parts(parts).map_err(|e| ProxyError::BadPath(e.to_string()))
 }
 
@@ -483,9 +618,15 @@ mod tests {
     fn upstream_uri_keeps_base_path_and_query() {
         let base: Uri = "https://api.groq.com/openai/".parse().unwrap();
         let uri = upstream_uri(&base, "/v1/chat/completions", Some("a=1&b=%20")).unwrap();
-        assert_eq!(uri.to_string(), "https://api.groq.com/openai/v1/chat/completions?a=1&b=%20");
+        assert_eq!(
+            uri.to_string(),
+            "https://api.groq.com/openai/v1/chat/completions?a=1&b=%20"
+        );
         let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
-        assert_eq!(upstream_uri(&base, "/", None).unwrap().to_string(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            upstream_uri(&base, "/", None).unwrap().to_string(),
+            "http://127.0.0.1:9000/"
+        );
     }
 
     #[test]

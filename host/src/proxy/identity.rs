@@ -24,7 +24,10 @@ impl AgentIdentity {
     pub fn from_key(key: &str, now: SystemTime) -> Self {
         let digest = hex::encode(Sha256::digest(key.as_bytes()));
         let agent_hash = digest[..16].to_owned();
-        let hour = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() / 3_600_000).unwrap_or(0);
+        let hour = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() / 3_600_000)
+            .unwrap_or(0);
         Self {
             agent_id: format!("smolt-{}", &digest[..8]),
             session_id: format!("{agent_hash}-{hour}"),
@@ -64,14 +67,20 @@ pub fn describe_sources(sources: &[CredentialSource]) -> String {
 }
 
 /// Finds the caller's key in the first source that carries one.
-pub fn extract_key(sources: &[CredentialSource], headers: &HeaderMap, query: Option<&str>) -> Result<String, KeyError> {
+pub fn extract_key(
+    sources: &[CredentialSource],
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<String, KeyError> {
     for source in sources {
         match source {
             CredentialSource::Header(name) => {
                 if let Some(value) = headers.get(name.as_str()) {
                     let key = value.to_str().map(str::trim).unwrap_or("");
                     if key.is_empty() || key.contains(char::is_whitespace) {
-                        return Err(KeyError::Invalid { source_name: format!("{name} header") });
+                        return Err(KeyError::Invalid {
+                            source_name: format!("{name} header"),
+                        });
                     }
                     return Ok(key.to_owned());
                 }
@@ -79,31 +88,40 @@ pub fn extract_key(sources: &[CredentialSource], headers: &HeaderMap, query: Opt
             CredentialSource::Bearer => {
                 if let Some(value) = headers.get(http::header::AUTHORIZATION) {
                     let Ok(text) = value.to_str() else {
-                        return Err(KeyError::Invalid { source_name: "Authorization header".into() });
+                        return Err(KeyError::Invalid {
+                            source_name: "Authorization header".into(),
+                        });
                     };
                     let text = text.trim();
                     let scheme_ok = text.len() > 7 && text[..7].eq_ignore_ascii_case("bearer ");
                     let key = if scheme_ok { text[7..].trim() } else { "" };
                     if key.is_empty() || key.contains(char::is_whitespace) {
-                        return Err(KeyError::Invalid { source_name: "Authorization header".into() });
+                        return Err(KeyError::Invalid {
+                            source_name: "Authorization header".into(),
+                        });
                     }
                     return Ok(key.to_owned());
                 }
             }
             CredentialSource::Query(name) => {
                 let Some(query) = query else { continue };
-                let found = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name.as_str());
+                let found =
+                    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name.as_str());
                 if let Some((_, value)) = found {
                     let key = value.trim();
                     if key.is_empty() {
-                        return Err(KeyError::Invalid { source_name: format!("?{name}= query parameter") });
+                        return Err(KeyError::Invalid {
+                            source_name: format!("?{name}= query parameter"),
+                        });
                     }
                     return Ok(key.to_owned());
                 }
             }
         }
     }
-    Err(KeyError::Missing { expected: describe_sources(sources) })
+    Err(KeyError::Missing {
+        expected: describe_sources(sources),
+    })
 }
 
 #[cfg(test)]
@@ -114,7 +132,10 @@ mod tests {
     #[test]
     fn identity_matches_the_original_scheme() {
         // sha256("test-key") = 62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef
-        let id = AgentIdentity::from_key("test-key", UNIX_EPOCH + std::time::Duration::from_secs(7200 + 5));
+        let id = AgentIdentity::from_key(
+            "test-key",
+            UNIX_EPOCH + std::time::Duration::from_secs(7200 + 5),
+        );
         assert_eq!(id.agent_hash, "62af8704764faf8e");
         assert_eq!(id.agent_id, "smolt-62af8704");
         assert_eq!(id.session_id, "62af8704764faf8e-2");
@@ -125,23 +146,47 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", HeaderValue::from_static("k1"));
         headers.insert("authorization", HeaderValue::from_static("bearer  k2 "));
-        let anthropic = [CredentialSource::Header("x-api-key".into()), CredentialSource::Bearer];
+        let anthropic = [
+            CredentialSource::Header("x-api-key".into()),
+            CredentialSource::Bearer,
+        ];
         assert_eq!(extract_key(&anthropic, &headers, None).unwrap(), "k1");
-        assert_eq!(extract_key(&[CredentialSource::Bearer], &headers, None).unwrap(), "k2");
-        let gemini = [CredentialSource::Header("x-goog-api-key".into()), CredentialSource::Query("key".into())];
-        assert_eq!(extract_key(&gemini, &HeaderMap::new(), Some("alt=sse&key=k%203")).unwrap(), "k 3");
+        assert_eq!(
+            extract_key(&[CredentialSource::Bearer], &headers, None).unwrap(),
+            "k2"
+        );
+        let gemini = [
+            CredentialSource::Header("x-goog-api-key".into()),
+            CredentialSource::Query("key".into()),
+        ];
+        assert_eq!(
+            extract_key(&gemini, &HeaderMap::new(), Some("alt=sse&key=k%203")).unwrap(),
+            "k 3"
+        );
         let missing = extract_key(&gemini, &HeaderMap::new(), Some("alt=sse")).unwrap_err();
-        assert_eq!(missing.to_string(), "missing x-goog-api-key header or ?key= query parameter");
+        assert_eq!(
+            missing.to_string(),
+            "missing x-goog-api-key header or ?key= query parameter"
+        );
     }
 
     #[test]
     fn malformed_keys_are_invalid() {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static("Basic abc"));
-        assert!(matches!(extract_key(&[CredentialSource::Bearer], &headers, None), Err(KeyError::Invalid { .. })));
+        assert!(matches!(
+            extract_key(&[CredentialSource::Bearer], &headers, None),
+            Err(KeyError::Invalid { .. })
+        ));
         let mut headers = HeaderMap::new();
-        headers.insert("x-api-key", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        headers.insert(
+            "x-api-key",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
         let sources = [CredentialSource::Header("x-api-key".into())];
-        assert!(matches!(extract_key(&sources, &headers, None), Err(KeyError::Invalid { .. })));
+        assert!(matches!(
+            extract_key(&sources, &headers, None),
+            Err(KeyError::Invalid { .. })
+        ));
     }
 }

@@ -124,7 +124,10 @@ impl Framer {
         if self.oversized {
             self.dropped += 1;
         } else if self.has_data {
-            out.push(Event { event: self.event.take(), data: std::mem::take(&mut self.data) });
+            out.push(Event {
+                event: self.event.take(),
+                data: std::mem::take(&mut self.data),
+            });
         }
         self.event = None;
         self.data.clear();
@@ -148,7 +151,11 @@ mod tests {
     use super::*;
 
     fn fixture(path: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/../plugins/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/../plugins/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -157,10 +164,22 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event { event: Some("a".into()), data: "1\n2".into() },
-                Event { event: None, data: "x".into() },
-                Event { event: Some("b".into()), data: "y".into() },
-                Event { event: None, data: "tail".into() },
+                Event {
+                    event: Some("a".into()),
+                    data: "1\n2".into()
+                },
+                Event {
+                    event: None,
+                    data: "x".into()
+                },
+                Event {
+                    event: Some("b".into()),
+                    data: "y".into()
+                },
+                Event {
+                    event: None,
+                    data: "tail".into()
+                },
             ]
         );
     }
@@ -215,6 +234,12 @@ mod tests {
         }
         framer.push(b"\n\ndata: ok\n\n", &mut out);
         assert_eq!(framer.dropped, 1);
-        assert_eq!(out, vec![Event { event: None, data: "ok".into() }]);
+        assert_eq!(
+            out,
+            vec![Event {
+                event: None,
+                data: "ok".into()
+            }]
+        );
     }
 }

@@ -10,19 +10,35 @@ fn gateway() -> Command {
 #[test]
 fn export_writes_loadable_plugins_and_inspect_accepts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let out = gateway().args(["plugins", "export"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway()
+        .args(["plugins", "export"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for name in ["anthropic", "openai", "gemini"] {
         let wasm = dir.path().join(format!("{name}.wasm"));
         assert!(wasm.exists());
-        let manifest = std::fs::read_to_string(dir.path().join(format!("{name}.plugin.toml"))).unwrap();
+        let manifest =
+            std::fs::read_to_string(dir.path().join(format!("{name}.plugin.toml"))).unwrap();
         assert!(manifest.contains("sha256 = "));
-        let out = gateway().args(["plugin", "inspect"]).arg(&wasm).output().unwrap();
+        let out = gateway()
+            .args(["plugin", "inspect"])
+            .arg(&wasm)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
         assert!(text.contains("world:    provider-adapter"), "{text}");
         assert!(text.contains("verdict:  accepted"), "{text}");
-        assert!(text.contains(&format!("\"route_prefix\":\"/{name}\"")), "{text}");
+        assert!(
+            text.contains(&format!("\"route_prefix\":\"/{name}\"")),
+            "{text}"
+        );
     }
 }
 
@@ -31,24 +47,55 @@ fn inspect_rejects_what_the_gateway_would_reject() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"not wasm at all").unwrap();
-    let out = gateway().args(["plugin", "inspect", "--json"]).arg(&garbage).output().unwrap();
+    let out = gateway()
+        .args(["plugin", "inspect", "--json"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["accepted"], false);
-    assert!(report["reason"].as_str().unwrap().contains("not a valid WebAssembly component"));
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
 
     let testkit = env!("MNEMOM_PLUGIN_WASM_TESTKIT");
-    let out = gateway().args(["plugin", "inspect", testkit, "--config", "mode=describe-trap"]).output().unwrap();
+    let out = gateway()
+        .args([
+            "plugin",
+            "inspect",
+            testkit,
+            "--config",
+            "mode=describe-trap",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("REJECTED: smoke call failed"));
 }
 
 #[test]
 fn bad_configuration_exits_64_naming_the_variable() {
-    for (key, value) in [("PORT", "http"), ("SMOLTBOT_ROLE", "janitor"), ("ANTHROPIC_BASE_URL", "not a url"), ("MNEMOM_PLUGIN_DIRS", "/definitely/not/here")] {
-        let out = gateway().arg("serve").env(key, value).env("MNEMOM_PLUGIN_CACHE_DIR", "off").output().unwrap();
+    for (key, value) in [
+        ("PORT", "http"),
+        ("SMOLTBOT_ROLE", "janitor"),
+        ("ANTHROPIC_BASE_URL", "not a url"),
+        ("MNEMOM_PLUGIN_DIRS", "/definitely/not/here"),
+    ] {
+        let out = gateway()
+            .arg("serve")
+            .env(key, value)
+            .env("MNEMOM_PLUGIN_CACHE_DIR", "off")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(64), "{key}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("invalid configuration") && stderr.contains(key), "{key}: {stderr}");
+        assert!(
+            stderr.contains("invalid configuration") && stderr.contains(key),
+            "{key}: {stderr}"
+        );
     }
 }

@@ -25,17 +25,94 @@ fn cases() -> Vec<Case> {
     let responses_stream = r#"{"model":"o3","input":"hi","stream":true}"#;
     let gemini_body = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
     vec![
-        Case { path: "/anthropic/v1/messages", auth: anthropic, body: claude, fixture: "anthropic/messages-thinking-signature-text.json", content_type: "application/json", expect_thinking: true },
-        Case { path: "/anthropic/v1/messages", auth: anthropic, body: claude, fixture: "anthropic/messages-thinking-text-tool-use.json", content_type: "application/json", expect_thinking: true },
-        Case { path: "/anthropic/v1/messages", auth: anthropic, body: claude_stream, fixture: "anthropic/messages-stream-thinking-signature-text.sse", content_type: "text/event-stream", expect_thinking: true },
-        Case { path: "/anthropic/v1/messages", auth: anthropic, body: claude_stream, fixture: "anthropic/messages-stream-tool-use-input-json-delta.docs-example.sse", content_type: "text/event-stream", expect_thinking: false },
-        Case { path: "/openai/v1/chat/completions", auth: bearer, body: gpt, fixture: "openai/chat-completions-tool-calls.json", content_type: "application/json", expect_thinking: false },
-        Case { path: "/openai/v1/chat/completions", auth: bearer, body: gpt_stream, fixture: "openai/chat-completions-stream-tool-call-include-usage.sse", content_type: "text/event-stream", expect_thinking: false },
-        Case { path: "/openai/v1/responses", auth: bearer, body: responses, fixture: "openai/responses-reasoning-summary-message.json", content_type: "application/json", expect_thinking: true },
-        Case { path: "/openai/v1/responses", auth: bearer, body: responses_stream, fixture: "openai/responses-stream-reasoning-summary-text.sse", content_type: "text/event-stream", expect_thinking: true },
-        Case { path: "/gemini/v1beta/models/gemini-2.5-flash:generateContent", auth: gemini, body: gemini_body, fixture: "gemini/generate-content-thought-parts-signature-text.json", content_type: "application/json", expect_thinking: true },
-        Case { path: "/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse", auth: gemini, body: gemini_body, fixture: "gemini/stream-generate-content-thought-parts-text.sse", content_type: "text/event-stream", expect_thinking: true },
-        Case { path: "/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse", auth: gemini, body: gemini_body, fixture: "gemini/stream-generate-content-function-call-thought-signature.sse", content_type: "text/event-stream", expect_thinking: false },
+        Case {
+            path: "/anthropic/v1/messages",
+            auth: anthropic,
+            body: claude,
+            fixture: "anthropic/messages-thinking-signature-text.json",
+            content_type: "application/json",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/anthropic/v1/messages",
+            auth: anthropic,
+            body: claude,
+            fixture: "anthropic/messages-thinking-text-tool-use.json",
+            content_type: "application/json",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/anthropic/v1/messages",
+            auth: anthropic,
+            body: claude_stream,
+            fixture: "anthropic/messages-stream-thinking-signature-text.sse",
+            content_type: "text/event-stream",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/anthropic/v1/messages",
+            auth: anthropic,
+            body: claude_stream,
+            fixture: "anthropic/messages-stream-tool-use-input-json-delta.docs-example.sse",
+            content_type: "text/event-stream",
+            expect_thinking: false,
+        },
+        Case {
+            path: "/openai/v1/chat/completions",
+            auth: bearer,
+            body: gpt,
+            fixture: "openai/chat-completions-tool-calls.json",
+            content_type: "application/json",
+            expect_thinking: false,
+        },
+        Case {
+            path: "/openai/v1/chat/completions",
+            auth: bearer,
+            body: gpt_stream,
+            fixture: "openai/chat-completions-stream-tool-call-include-usage.sse",
+            content_type: "text/event-stream",
+            expect_thinking: false,
+        },
+        Case {
+            path: "/openai/v1/responses",
+            auth: bearer,
+            body: responses,
+            fixture: "openai/responses-reasoning-summary-message.json",
+            content_type: "application/json",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/openai/v1/responses",
+            auth: bearer,
+            body: responses_stream,
+            fixture: "openai/responses-stream-reasoning-summary-text.sse",
+            content_type: "text/event-stream",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+            auth: gemini,
+            body: gemini_body,
+            fixture: "gemini/generate-content-thought-parts-signature-text.json",
+            content_type: "application/json",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            auth: gemini,
+            body: gemini_body,
+            fixture: "gemini/stream-generate-content-thought-parts-text.sse",
+            content_type: "text/event-stream",
+            expect_thinking: true,
+        },
+        Case {
+            path: "/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            auth: gemini,
+            body: gemini_body,
+            fixture: "gemini/stream-generate-content-function-call-thought-signature.sse",
+            content_type: "text/event-stream",
+            expect_thinking: false,
+        },
     ]
 }
 
@@ -47,14 +124,40 @@ async fn every_provider_json_and_sse_bytes_are_unchanged_and_extracted() {
         mock.clear();
         let response = post(
             &gateway.url(case.path),
-            &[case.auth, ("content-type", "application/json"), ("x-mock-fixture", case.fixture), ("x-mock-chunk", "bytes:7")],
+            &[
+                case.auth,
+                ("content-type", "application/json"),
+                ("x-mock-fixture", case.fixture),
+                ("x-mock-chunk", "bytes:7"),
+            ],
             case.body,
         )
         .await;
-        assert_eq!(response.status, 200, "{}: {:?}", case.fixture, response.body);
-        assert_eq!(response.body.as_ref(), fixture(case.fixture).as_slice(), "{}: bytes differ", case.fixture);
-        assert!(response.header("content-type").unwrap().starts_with(case.content_type), "{}", case.fixture);
-        assert!(response.header("x-smoltbot-agent").unwrap().starts_with("smolt-"));
+        assert_eq!(
+            response.status, 200,
+            "{}: {:?}",
+            case.fixture, response.body
+        );
+        assert_eq!(
+            response.body.as_ref(),
+            fixture(case.fixture).as_slice(),
+            "{}: bytes differ",
+            case.fixture
+        );
+        assert!(
+            response
+                .header("content-type")
+                .unwrap()
+                .starts_with(case.content_type),
+            "{}",
+            case.fixture
+        );
+        assert!(
+            response
+                .header("x-smoltbot-agent")
+                .unwrap()
+                .starts_with("smolt-")
+        );
         assert!(response.header("x-smoltbot-session").is_some());
 
         // What the provider received: the route prefix stripped, query kept, key forwarded.
@@ -73,8 +176,16 @@ async fn every_provider_json_and_sse_bytes_are_unchanged_and_extracted() {
         let exchanges = gateway.collector.wait_for(i + 1).await;
         let exchange = &exchanges[i];
         assert_eq!(exchange.status, 200);
-        let extracted = exchange.extracted.as_ref().unwrap_or_else(|| panic!("{}: {:?}", case.fixture, exchange.extraction_note));
-        assert_eq!(!extracted.thinking.is_empty(), case.expect_thinking, "{}: thinking", case.fixture);
+        let extracted = exchange
+            .extracted
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: {:?}", case.fixture, exchange.extraction_note));
+        assert_eq!(
+            !extracted.thinking.is_empty(),
+            case.expect_thinking,
+            "{}: thinking",
+            case.fixture
+        );
         assert!(
             !extracted.text.is_empty() || !extracted.tool_calls.is_empty(),
             "{}: no text and no tool calls",
@@ -88,7 +199,12 @@ async fn thinking_is_injected_into_what_the_provider_receives() {
     let mock = mock().await;
     let gateway = TestGateway::start(&mock, &[]).await;
     let claude = r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"messages":[{"role":"user","content":"hi"}]}"#;
-    post(&gateway.url("/anthropic/v1/messages"), &[("x-api-key", ANTHROPIC_KEY)], claude).await;
+    post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("x-api-key", ANTHROPIC_KEY)],
+        claude,
+    )
+    .await;
     let sent = mock.requests()[0].json().unwrap();
     assert_eq!(sent["thinking"]["type"], "enabled");
     assert_eq!(sent["thinking"]["budget_tokens"], 10000);
@@ -96,20 +212,41 @@ async fn thinking_is_injected_into_what_the_provider_receives() {
 
     mock.clear();
     let gpt = r#"{"model":"gpt-5","messages":[{"role":"user","content":"hi"}]}"#;
-    post(&gateway.url("/openai/v1/chat/completions"), &[("authorization", "Bearer k")], gpt).await;
-    assert_eq!(mock.requests()[0].json().unwrap()["reasoning_effort"], "medium");
+    post(
+        &gateway.url("/openai/v1/chat/completions"),
+        &[("authorization", "Bearer k")],
+        gpt,
+    )
+    .await;
+    assert_eq!(
+        mock.requests()[0].json().unwrap()["reasoning_effort"],
+        "medium"
+    );
 
     mock.clear();
     let body = r#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":0.2}}"#;
-    post(&gateway.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"), &[("x-goog-api-key", "g")], body).await;
+    post(
+        &gateway.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
+        &[("x-goog-api-key", "g")],
+        body,
+    )
+    .await;
     let sent = mock.requests()[0].json().unwrap();
     assert_eq!(sent["generationConfig"]["temperature"], 0.2);
-    assert_eq!(sent["generationConfig"]["thinkingConfig"]["includeThoughts"], true);
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"]["includeThoughts"],
+        true
+    );
 
     // A request the adapter must not touch reaches the provider byte for byte.
     mock.clear();
     let cold = r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"temperature":0.3,"messages":[]}"#;
-    post(&gateway.url("/anthropic/v1/messages"), &[("x-api-key", ANTHROPIC_KEY)], cold).await;
+    post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("x-api-key", ANTHROPIC_KEY)],
+        cold,
+    )
+    .await;
     assert_eq!(mock.requests()[0].body.as_ref(), cold.as_bytes());
 }
 
@@ -118,15 +255,38 @@ async fn gemini_query_key_and_bearer_anthropic_key_identify_the_agent() {
     let mock = mock().await;
     let gateway = TestGateway::start(&mock, &[]).await;
     let body = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
-    let by_query = post(&gateway.url("/gemini/v1beta/models/gemini-2.0-flash:generateContent?key=gkey"), &[], body).await;
-    let by_header = post(&gateway.url("/gemini/v1beta/models/gemini-2.0-flash:generateContent"), &[("x-goog-api-key", "gkey")], body).await;
+    let by_query = post(
+        &gateway.url("/gemini/v1beta/models/gemini-2.0-flash:generateContent?key=gkey"),
+        &[],
+        body,
+    )
+    .await;
+    let by_header = post(
+        &gateway.url("/gemini/v1beta/models/gemini-2.0-flash:generateContent"),
+        &[("x-goog-api-key", "gkey")],
+        body,
+    )
+    .await;
     assert_eq!(by_query.status, 200);
-    assert_eq!(by_query.header("x-smoltbot-agent"), by_header.header("x-smoltbot-agent"));
+    assert_eq!(
+        by_query.header("x-smoltbot-agent"),
+        by_header.header("x-smoltbot-agent")
+    );
     assert_eq!(mock.requests()[0].query.as_deref(), Some("key=gkey"));
 
     let claude = r#"{"model":"claude-3-5-haiku-latest","max_tokens":10,"messages":[]}"#;
-    let a = post(&gateway.url("/anthropic/v1/messages"), &[("x-api-key", "same")], claude).await;
-    let b = post(&gateway.url("/anthropic/v1/messages"), &[("authorization", "Bearer same")], claude).await;
+    let a = post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("x-api-key", "same")],
+        claude,
+    )
+    .await;
+    let b = post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("authorization", "Bearer same")],
+        claude,
+    )
+    .await;
     assert_eq!(a.header("x-smoltbot-agent"), b.header("x-smoltbot-agent"));
 }
 
@@ -137,14 +297,25 @@ async fn compressed_responses_are_forwarded_compressed_and_still_extracted() {
     let claude = r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"messages":[]}"#;
     let response = post(
         &gateway.url("/anthropic/v1/messages"),
-        &[("x-api-key", ANTHROPIC_KEY), ("accept-encoding", "gzip"), ("x-mock-gzip", "1")],
+        &[
+            ("x-api-key", ANTHROPIC_KEY),
+            ("accept-encoding", "gzip"),
+            ("x-mock-gzip", "1"),
+        ],
         claude,
     )
     .await;
     assert_eq!(response.header("content-encoding"), Some("gzip"));
     let mut decoded = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(response.body.as_ref()), &mut decoded).unwrap();
-    assert_eq!(decoded, fixture("anthropic/messages-thinking-signature-text.json"));
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(response.body.as_ref()),
+        &mut decoded,
+    )
+    .unwrap();
+    assert_eq!(
+        decoded,
+        fixture("anthropic/messages-thinking-signature-text.json")
+    );
     let exchanges = gateway.collector.wait_for(1).await;
     assert!(!exchanges[0].extracted.as_ref().unwrap().thinking.is_empty());
 }
@@ -165,9 +336,16 @@ async fn streams_are_not_buffered() {
     let started = std::time::Instant::now();
     let response = client().request(request).await.unwrap();
     let mut body = response.into_body();
-    let first = http_body_util::BodyExt::frame(&mut body).await.unwrap().unwrap();
+    let first = http_body_util::BodyExt::frame(&mut body)
+        .await
+        .unwrap()
+        .unwrap();
     let first_at = started.elapsed();
-    assert!(first.data_ref().is_some_and(|d| d.starts_with(b"event: message_start")));
+    assert!(
+        first
+            .data_ref()
+            .is_some_and(|d| d.starts_with(b"event: message_start"))
+    );
     let mut rest = 0usize;
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
         rest += frame.unwrap().data_ref().map_or(0, |d| d.len());
@@ -175,5 +353,8 @@ async fn streams_are_not_buffered() {
     let total = started.elapsed();
     assert!(rest > 0);
     // Structural, not a speed target: the first event arrives at least two chunk delays before the end.
-    assert!(total - first_at >= std::time::Duration::from_millis(800), "first {first_at:?}, total {total:?}");
+    assert!(
+        total - first_at >= std::time::Duration::from_millis(800),
+        "first {first_at:?}, total {total:?}"
+    );
 }

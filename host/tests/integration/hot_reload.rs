@@ -11,19 +11,47 @@ use super::support::*;
 
 fn testkit_files(marker: &str) -> Vec<(String, Vec<u8>)> {
     let wasm = testkit_wasm();
-    let text = manifest("echo", "echo", &wasm, "fail-closed", 100, &[("name", "echo"), ("route-prefix", "/echo"), ("marker", marker)]);
-    vec![("echo.wasm".into(), wasm), ("echo.plugin.toml".into(), text.into_bytes())]
+    let text = manifest(
+        "echo",
+        "echo",
+        &wasm,
+        "fail-closed",
+        100,
+        &[
+            ("name", "echo"),
+            ("route-prefix", "/echo"),
+            ("marker", marker),
+        ],
+    );
+    vec![
+        ("echo.wasm".into(), wasm),
+        ("echo.plugin.toml".into(), text.into_bytes()),
+    ]
 }
 
 fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect()
+    files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect()
 }
 
-async fn marker_of_next_request(gateway: &TestGateway, mock: &mnemom_mock_provider::MockProvider) -> String {
+async fn marker_of_next_request(
+    gateway: &TestGateway,
+    mock: &mnemom_mock_provider::MockProvider,
+) -> String {
     mock.clear();
-    let response = post(&gateway.url("/echo/v1/chat/completions"), &[("authorization", "Bearer k")], r#"{"model":"m"}"#).await;
+    let response = post(
+        &gateway.url("/echo/v1/chat/completions"),
+        &[("authorization", "Bearer k")],
+        r#"{"model":"m"}"#,
+    )
+    .await;
     assert_eq!(response.status, 200);
-    mock.requests()[0].json().unwrap()["testkit_marker"].as_str().unwrap().to_owned()
+    mock.requests()[0].json().unwrap()["testkit_marker"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +67,11 @@ async fn configmap_swap_under_load_has_no_failed_requests() {
     let base = mock.base_url();
     let gateway = TestGateway::start(
         &mock,
-        &[("MNEMOM_PLUGIN_DIRS", &dir), ("ECHO_BASE_URL", &base), ("MNEMOM_PLUGIN_POLL_SECONDS", "60")],
+        &[
+            ("MNEMOM_PLUGIN_DIRS", &dir),
+            ("ECHO_BASE_URL", &base),
+            ("MNEMOM_PLUGIN_POLL_SECONDS", "60"),
+        ],
     )
     .await;
     assert_eq!(marker_of_next_request(&gateway, &mock).await, "v1");
@@ -50,18 +82,28 @@ async fn configmap_swap_under_load_has_no_failed_requests() {
     let failed = Arc::new(AtomicU64::new(0));
     let mut load = Vec::new();
     for _ in 0..8 {
-        let (stop, sent, failed, url) = (stop.clone(), sent.clone(), failed.clone(), gateway.url("/echo/v1/chat/completions"));
+        let (stop, sent, failed, url) = (
+            stop.clone(),
+            sent.clone(),
+            failed.clone(),
+            gateway.url("/echo/v1/chat/completions"),
+        );
         load.push(tokio::spawn(async move {
             let client = client();
             while !stop.load(Ordering::Relaxed) {
                 let request = http::Request::post(&url)
                     .header("authorization", "Bearer k")
-                    .body(http_body_util::Full::new(bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#)))
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        br#"{"model":"m","messages":[]}"#,
+                    )))
                     .unwrap();
                 let ok = match client.request(request).await {
                     Ok(response) => {
                         let status = response.status();
-                        http_body_util::BodyExt::collect(response.into_body()).await.is_ok() && status == 200
+                        http_body_util::BodyExt::collect(response.into_body())
+                            .await
+                            .is_ok()
+                            && status == 200
                     }
                     Err(_) => false,
                 };
@@ -81,7 +123,10 @@ async fn configmap_swap_under_load_has_no_failed_requests() {
         if marker_of_next_request(&gateway, &mock).await == "v2" {
             break;
         }
-        assert!(swapped.elapsed() < Duration::from_secs(2), "v2 not serving 2 s after the swap");
+        assert!(
+            swapped.elapsed() < Duration::from_secs(2),
+            "v2 not serving 2 s after the swap"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reload_latency = swapped.elapsed();
@@ -91,18 +136,43 @@ async fn configmap_swap_under_load_has_no_failed_requests() {
     corrupt[0].1 = b"\0asm garbage".to_vec();
     let sha = sha256_hex(&corrupt[0].1);
     let text = String::from_utf8(corrupt[1].1.clone()).unwrap();
-    let text = text.lines().map(|l| if l.starts_with("sha256") { format!("sha256 = \"{sha}\"") } else { l.to_owned() }).collect::<Vec<_>>().join("\n");
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("sha256") {
+                format!("sha256 = \"{sha}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     corrupt[1].1 = text.into_bytes();
     volume.update(&as_refs(&corrupt));
-    wait_for_metric(&gateway, "gateway_plugin_reloads_total{plugin=\"echo\",result=\"error\"}", 1.0).await;
+    wait_for_metric(
+        &gateway,
+        "gateway_plugin_reloads_total{plugin=\"echo\",result=\"error\"}",
+        1.0,
+    )
+    .await;
     assert_eq!(marker_of_next_request(&gateway, &mock).await, "v2");
 
     // A valid component of the wrong world (a core module): rejected too.
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let sha = sha256_hex(&core_module);
-    let text = format!("name = \"echo\"\nworld = \"provider-adapter\"\nwasm = \"echo.wasm\"\nsha256 = \"{sha}\"\n");
-    volume.update(&[("echo.wasm", &core_module), ("echo.plugin.toml", text.as_bytes())]);
-    wait_for_metric(&gateway, "gateway_plugin_reloads_total{plugin=\"echo\",result=\"error\"}", 2.0).await;
+    let text = format!(
+        "name = \"echo\"\nworld = \"provider-adapter\"\nwasm = \"echo.wasm\"\nsha256 = \"{sha}\"\n"
+    );
+    volume.update(&[
+        ("echo.wasm", &core_module),
+        ("echo.plugin.toml", text.as_bytes()),
+    ]);
+    wait_for_metric(
+        &gateway,
+        "gateway_plugin_reloads_total{plugin=\"echo\",result=\"error\"}",
+        2.0,
+    )
+    .await;
     assert_eq!(marker_of_next_request(&gateway, &mock).await, "v2");
 
     stop.store(true, Ordering::Relaxed);
@@ -111,14 +181,22 @@ async fn configmap_swap_under_load_has_no_failed_requests() {
     }
     let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(sent > 50, "load ran ({sent} requests)");
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed during the reloads");
-    eprintln!("hot reload: {sent} requests, 0 failed, new version served {reload_latency:?} after the swap");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during the reloads"
+    );
+    eprintln!(
+        "hot reload: {sent} requests, 0 failed, new version served {reload_latency:?} after the swap"
+    );
 }
 
 async fn wait_for_metric(gateway: &TestGateway, series: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while gateway.metric(series).await.unwrap_or(0.0) < at_least {
-        assert!(Instant::now() < deadline, "{series} never reached {at_least}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {at_least}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -131,14 +209,26 @@ async fn a_new_provider_is_added_by_dropping_in_a_plugin() {
     let volume = tempfile::tempdir().unwrap();
     let dir = volume.path().display().to_string();
     let gateway = TestGateway::start(&mock, &[("MNEMOM_PLUGIN_DIRS", &dir)]).await;
-    assert_eq!(get(&gateway.url("/compat/v1/chat/completions")).await.status, 404);
+    assert_eq!(
+        get(&gateway.url("/compat/v1/chat/completions"))
+            .await
+            .status,
+        404
+    );
 
     let wasm = openai_wasm();
     let upstream = format!("{}/compat-upstream", mock.base_url());
     // `upstream` is a top-level key, so it goes before the manifest's tables.
     let text = format!(
         "upstream = \"{upstream}\"\n{}",
-        manifest("compat", "compat", &wasm, "fail-open", 100, &[("name", "compat"), ("route-prefix", "/compat")])
+        manifest(
+            "compat",
+            "compat",
+            &wasm,
+            "fail-open",
+            100,
+            &[("name", "compat"), ("route-prefix", "/compat")]
+        )
     );
     std::fs::write(volume.path().join("compat.wasm"), &wasm).unwrap();
     std::fs::write(volume.path().join("compat.plugin.toml"), text).unwrap();
@@ -150,7 +240,10 @@ async fn a_new_provider_is_added_by_dropping_in_a_plugin() {
     }
     let response = post(
         &gateway.url("/compat/v1/chat/completions"),
-        &[("authorization", "Bearer k"), ("x-mock-fixture", "openai/chat-completions-text.json")],
+        &[
+            ("authorization", "Bearer k"),
+            ("x-mock-fixture", "openai/chat-completions-text.json"),
+        ],
         r#"{"model":"gpt-5","messages":[]}"#,
     )
     .await;
@@ -169,5 +262,10 @@ async fn a_new_provider_is_added_by_dropping_in_a_plugin() {
         assert!(Instant::now() < deadline, "plugin not removed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(get(&gateway.url("/compat/v1/chat/completions")).await.status, 404);
+    assert_eq!(
+        get(&gateway.url("/compat/v1/chat/completions"))
+            .await
+            .status,
+        404
+    );
 }

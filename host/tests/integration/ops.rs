@@ -17,7 +17,13 @@ async fn health_and_probes_answer() {
     let body = ready.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["checks"]["plugins"]["status"], "ok");
-    assert_eq!(body["checks"]["plugins"]["loaded"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        body["checks"]["plugins"]["loaded"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(body["checks"]["plugins"]["latency_ms"].is_number());
 }
 
@@ -27,7 +33,12 @@ async fn metrics_have_every_family_from_start_up() {
     let gateway = TestGateway::start(&mock, &[]).await;
     let response = get(&gateway.url("/metrics")).await;
     assert_eq!(response.status, 200);
-    assert!(response.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = String::from_utf8(response.body.to_vec()).unwrap();
     for series in [
         "gateway_requests_total{provider=\"anthropic\",status=\"200\"} 0",
@@ -42,17 +53,48 @@ async fn metrics_have_every_family_from_start_up() {
     ] {
         assert!(text.contains(series), "missing `{series}`");
     }
-    for family in ["# TYPE gateway_cron_runs_total counter", "# TYPE gateway_overhead_seconds histogram", "process_resident_memory_bytes", "process_cpu_seconds_total"] {
+    for family in [
+        "# TYPE gateway_cron_runs_total counter",
+        "# TYPE gateway_overhead_seconds histogram",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
         assert!(text.contains(family), "missing `{family}`");
     }
 
     // A proxied request is counted with its provider and status, to the end of its body.
-    post(&gateway.url("/openai/v1/chat/completions"), &[("authorization", "Bearer k")], r#"{"model":"gpt-4o","messages":[]}"#).await;
+    post(
+        &gateway.url("/openai/v1/chat/completions"),
+        &[("authorization", "Bearer k")],
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    )
+    .await;
     gateway.collector.wait_for(1).await;
-    assert_eq!(gateway.metric("gateway_requests_total{provider=\"openai\",status=\"200\"}").await, Some(1.0));
-    assert_eq!(gateway.metric("gateway_request_duration_seconds_count{provider=\"openai\"}").await, Some(1.0));
-    assert_eq!(gateway.metric("gateway_overhead_seconds_count{provider=\"openai\"}").await, Some(1.0));
-    assert!(gateway.metric("gateway_plugin_calls_total{plugin=\"openai\",result=\"success\"}").await.unwrap() >= 2.0);
+    assert_eq!(
+        gateway
+            .metric("gateway_requests_total{provider=\"openai\",status=\"200\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gateway
+            .metric("gateway_request_duration_seconds_count{provider=\"openai\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gateway
+            .metric("gateway_overhead_seconds_count{provider=\"openai\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        gateway
+            .metric("gateway_plugin_calls_total{plugin=\"openai\",result=\"success\"}")
+            .await
+            .unwrap()
+            >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +113,12 @@ async fn cors_preflight_and_models() {
     .await;
     assert_eq!(preflight.status, 204);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
-    assert!(preflight.header("access-control-allow-headers").unwrap().contains("x-api-key"));
+    assert!(
+        preflight
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("x-api-key")
+    );
     assert_eq!(preflight.header("access-control-max-age"), Some("86400"));
     assert!(mock.requests().is_empty());
 
@@ -100,7 +147,35 @@ async fn graceful_shutdown_lets_streams_finish() {
     let stopping = tokio::spawn(gateway.stop());
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(app.lifecycle.shutting_down(), "readiness turned false");
-    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
-    assert_eq!(body.as_ref(), fixture("anthropic/messages-stream-thinking-signature-text.sse").as_slice());
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        body.as_ref(),
+        fixture("anthropic/messages-stream-thinking-signature-text.sse").as_slice()
+    );
     stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_role_serves_probes_and_metrics_but_no_proxy() {
+    let mock = mock().await;
+    let gateway = TestGateway::start(&mock, &[("SMOLTBOT_ROLE", "scheduler")]).await;
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/health/startup",
+        "/metrics",
+    ] {
+        assert_eq!(get(&gateway.url(path)).await.status, 200, "{path}");
+    }
+    let proxied = post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("x-api-key", ANTHROPIC_KEY)],
+        "{}",
+    )
+    .await;
+    assert_eq!(proxied.status, 404);
+    assert!(mock.requests().is_empty());
 }

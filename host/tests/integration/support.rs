@@ -77,7 +77,10 @@ impl TestGateway {
             ("ANTHROPIC_BASE_URL".into(), base.clone()),
             ("OPENAI_BASE_URL".into(), base.clone()),
             ("GEMINI_BASE_URL".into(), base.clone()),
-            ("MNEMOM_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+            (
+                "MNEMOM_PLUGIN_CACHE_DIR".into(),
+                cache.display().to_string(),
+            ),
             ("MNEMOM_PLUGIN_RELOAD_DEBOUNCE_MS".into(), "100".into()),
         ];
         for (k, v) in extra {
@@ -89,9 +92,12 @@ impl TestGateway {
 
     /// Starts a gateway with exactly these settings.
     pub async fn start_with(pairs: Vec<(String, String)>) -> Self {
-        let config = Config::from_source(&MapSource::from_pairs(pairs)).expect("valid test configuration");
+        let config =
+            Config::from_source(&MapSource::from_pairs(pairs)).expect("valid test configuration");
         let collector = Arc::new(Collector::default());
-        let app = App::build(config, collector.clone()).await.expect("gateway builds");
+        let app = App::build(config, collector.clone())
+            .await
+            .expect("gateway builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -102,7 +108,13 @@ impl TestGateway {
         while !app.lifecycle.started() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Self { app, addr, collector, shutdown: Some(tx), task: Some(task) }
+        Self {
+            app,
+            addr,
+            collector,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -153,7 +165,8 @@ pub struct Collected {
 
 impl Collected {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -166,10 +179,17 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// Sends a request and collects the response.
 pub async fn send(request: Request<Full<Bytes>>) -> Collected {
-    let response = client().request(request).await.expect("request reaches the gateway");
+    let response = client()
+        .request(request)
+        .await
+        .expect("request reaches the gateway");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body completes").to_bytes();
-    Collected { status: parts.status, headers: parts.headers, body }
+    Collected {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str) -> Collected {
@@ -187,7 +207,9 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -
 
 /// Reads a fixture file.
 pub fn fixture(path: &str) -> Vec<u8> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/fixtures").join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/fixtures")
+        .join(path);
     std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
@@ -206,7 +228,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A manifest for a plugin file `<file_stem>.wasm`.
-pub fn manifest(name: &str, file_stem: &str, wasm: &[u8], failure_mode: &str, timeout_ms: u64, config: &[(&str, &str)]) -> String {
+pub fn manifest(
+    name: &str,
+    file_stem: &str,
+    wasm: &[u8],
+    failure_mode: &str,
+    timeout_ms: u64,
+    config: &[(&str, &str)],
+) -> String {
     let mut text = format!(
         "name = \"{name}\"\nworld = \"provider-adapter\"\nwasm = \"{file_stem}.wasm\"\nsha256 = \"{}\"\nfailure_mode = \"{failure_mode}\"\n[limits]\ntimeout_ms = {timeout_ms}\nmemory_mb = 64\n[config]\n",
         sha256_hex(wasm)
@@ -227,7 +256,11 @@ pub struct ConfigMapDir {
 
 impl ConfigMapDir {
     pub fn new(files: &[(&str, &[u8])]) -> Self {
-        let mut this = Self { dir: tempfile::tempdir().unwrap(), generation: 0, files: Vec::new() };
+        let mut this = Self {
+            dir: tempfile::tempdir().unwrap(),
+            generation: 0,
+            files: Vec::new(),
+        };
         this.update(files);
         this
     }
@@ -243,7 +276,11 @@ impl ConfigMapDir {
         use std::os::unix::fs::symlink;
         let root = self.dir.path().to_owned();
         self.generation += 1;
-        let versioned = format!("..2026_11_26_00_00_{:02}.{}", self.generation, 1000 + self.generation);
+        let versioned = format!(
+            "..2026_11_26_00_00_{:02}.{}",
+            self.generation,
+            1000 + self.generation
+        );
         std::fs::create_dir(root.join(&versioned)).unwrap();
         for (name, bytes) in files {
             std::fs::write(root.join(&versioned).join(name), bytes).unwrap();

@@ -12,7 +12,10 @@
 //! - `marker`: in `ok` mode, `transform-request` adds `"testkit_marker": <marker>` to JSON object
 //!   bodies, so a test can see which plugin version handled a request.
 
-#![expect(unsafe_code, reason = "wit-bindgen generates the component ABI glue as unsafe code")]
+#![expect(
+    unsafe_code,
+    reason = "wit-bindgen generates the component ABI glue as unsafe code"
+)]
 
 wit_bindgen::generate!({
     world: "provider-adapter",
@@ -69,16 +72,24 @@ impl Guest for Testkit {
         }
     }
 
-    fn transform_request(_request: RequestInfo, body: Vec<u8>) -> Result<RequestPlan, AdapterError> {
+    fn transform_request(
+        _request: RequestInfo,
+        body: Vec<u8>,
+    ) -> Result<RequestPlan, AdapterError> {
         maybe_fault("transform-request");
         let marker = config_get("marker");
         let parsed: Option<serde_json::Map<String, serde_json::Value>> =
             serde_json::from_slice(&body).ok();
         let Some(object) = parsed else {
-            return Err(AdapterError::Unsupported("body is not a JSON object".into()));
+            return Err(AdapterError::Unsupported(
+                "body is not a JSON object".into(),
+            ));
         };
         let streaming = object.get("stream").and_then(|v| v.as_bool()) == Some(true);
-        let model = object.get("model").and_then(|v| v.as_str()).map(str::to_owned);
+        let model = object
+            .get("model")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         let new_body = match marker {
             Some(marker) if !object.contains_key("testkit_marker") => {
                 mnemom_plugin_sdk::json::prepend_member(
@@ -112,7 +123,10 @@ impl Guest for Testkit {
             text,
             tool_calls: Vec::new(),
             usage: None,
-            model: value.get("model").and_then(|v| v.as_str()).map(str::to_owned),
+            model: value
+                .get("model")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
             stop_reason: None,
         })
     }
@@ -134,10 +148,19 @@ impl Guest for Testkit {
         }
         let value: serde_json::Value = serde_json::from_str(&event.data)
             .map_err(|e| AdapterError::Unsupported(format!("invalid JSON: {e}")))?;
-        if let Some(text) = value.pointer("/choices/0/delta/content").and_then(|v| v.as_str()) {
-            delta.text.push(Fragment { index: 0, text: text.to_owned() });
+        if let Some(text) = value
+            .pointer("/choices/0/delta/content")
+            .and_then(|v| v.as_str())
+        {
+            delta.text.push(Fragment {
+                index: 0,
+                text: text.to_owned(),
+            });
         }
-        delta.model = value.get("model").and_then(|v| v.as_str()).map(str::to_owned);
+        delta.model = value
+            .get("model")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         Ok(delta)
     }
 
