@@ -12,9 +12,13 @@
 //! - `marker`: in `ok` mode, `transform-request` adds `"testkit_marker": <marker>` to JSON object
 //!   bodies, so a test can see which plugin version handled a request.
 
-#![expect(
-    unsafe_code,
-    reason = "wit-bindgen generates the component ABI glue as unsafe code"
+// Only the component build has the export glue, and with it wit-bindgen's unsafe code.
+#![cfg_attr(
+    target_family = "wasm",
+    expect(
+        unsafe_code,
+        reason = "wit-bindgen generates the component ABI glue as unsafe code"
+    )
 )]
 
 wit_bindgen::generate!({
@@ -173,4 +177,6 @@ impl Guest for Testkit {
     }
 }
 
+// The export symbols only link in a wasm component; natively the crate is just checked.
+#[cfg(target_family = "wasm")]
 export!(Testkit);
