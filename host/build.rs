@@ -54,6 +54,11 @@ fn run() -> Result<(), String> {
         );
     }
     println!("cargo:rerun-if-env-changed=MNEMOM_PREBUILT_PLUGINS");
+    // `sqlx::migrate!` embeds the migrations but only notices edits to files it already saw.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("migrations").display()
+    );
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let artifacts = match env::var_os("MNEMOM_PREBUILT_PLUGINS") {

@@ -13,7 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::cache::{Cache, CacheSettings};
+use crate::config::{Config, ConfigError, ConfigSource};
 use crate::metrics::Metrics;
 use crate::ops::{self, Lifecycle};
 use crate::plugin::engine::{CompileError, PluginEngine};
@@ -23,10 +24,17 @@ use crate::proxy::error::not_found;
 use crate::proxy::exchange::ExchangeObserver;
 use crate::proxy::handler::Proxy;
 use crate::proxy::upstream::build_client;
+use crate::store::{OpenError, Store, StoreConfig};
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A configuration value is unusable (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database cannot be used (schema behind or broken, connection rejected).
+    #[error(transparent)]
+    Store(#[from] OpenError),
     /// Metrics registration failed.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -56,12 +64,46 @@ pub struct App {
     pub lifecycle: Arc<Lifecycle>,
     /// Result of the initial plugin load.
     pub initial_load: ReloadReport,
+    /// The verified license.
+    pub license: Arc<crate::license::License>,
+    /// The KV cache (Redis or in-process), fail-open.
+    pub cache: Cache,
+    /// The database (set by [`App::build_from`]; absent for gateways built from parts).
+    pub store: std::sync::OnceLock<Store>,
 }
 
 impl App {
-    /// Builds the gateway: loads plugins and prepares the upstream client.
-    pub async fn build(
+    /// Builds the gateway from one configuration source (the environment in production, a
+    /// map in tests): the validated [`Config`], the license, and the cache settings.
+    pub async fn build_from(
+        source: &dyn ConfigSource,
+        observer: Arc<dyn ExchangeObserver>,
+    ) -> Result<Arc<Self>, BuildError> {
+        let config = Config::from_source(source)?;
+        let license = Arc::new(crate::license::License::from_source(source)?);
+        let cache_settings = CacheSettings::from_source(source)?;
+        let store_config = StoreConfig::from_source(source, &config.data_dir)?;
+        let store = match Store::open_for_serve(&store_config).await {
+            Ok(store) => store,
+            Err(e) => {
+                // Only "unreachable" starts degraded; a schema that is behind, broken, or a
+                // rejected connection (password, TLS, missing database) stops the process.
+                let (store, cause) = e.into_degraded()?;
+                tracing::warn!(database = %store_config.describe(), error = %cause, "database unreachable at start-up; serving degraded");
+                store
+            }
+        };
+        tracing::info!(database = %store_config.describe(), backend = store.backend_name(), "database");
+        let app = Self::build_with(config, license, cache_settings, observer).await?;
+        let _ = app.store.set(store);
+        Ok(app)
+    }
+
+    /// Builds the gateway from its parts: loads plugins, connects nothing eagerly.
+    pub async fn build_with(
         config: Config,
+        license: Arc<crate::license::License>,
+        cache_settings: CacheSettings,
         observer: Arc<dyn ExchangeObserver>,
     ) -> Result<Arc<Self>, BuildError> {
         for dir in &config.plugin_dirs {
@@ -70,6 +112,9 @@ impl App {
             }
         }
         let metrics = Metrics::new()?;
+        license.register_metrics(metrics.registry())?;
+        let cache = Cache::new(&cache_settings, &metrics);
+        tracing::info!(cache = %cache.describe(), "cache backend");
         let engine = PluginEngine::new(config.plugin_cache_dir.clone())?;
         let registry_config = RegistryConfig {
             plugin_dirs: config.plugin_dirs.clone(),
@@ -93,6 +138,7 @@ impl App {
             metrics: metrics.clone(),
             client: build_client(config.connect_timeout),
             observer,
+            license: license.clone(),
         });
         Ok(Arc::new(Self {
             config,
@@ -101,6 +147,9 @@ impl App {
             proxy,
             lifecycle: Arc::new(Lifecycle::default()),
             initial_load,
+            license,
+            cache,
+            store: std::sync::OnceLock::new(),
         }))
     }
 
@@ -112,7 +161,16 @@ impl App {
         let path = request.uri().path();
         match path {
             "/health/live" => return ops::live(),
-            "/health/ready" => return ops::ready(&self.lifecycle, &self.registry),
+            "/health/ready" => {
+                let (cache, database) = tokio::join!(self.cache.ping(), self.database_health());
+                return ops::ready(
+                    &self.lifecycle,
+                    &self.registry,
+                    &self.license,
+                    &cache,
+                    &database,
+                );
+            }
             "/health/startup" => return ops::startup(&self.lifecycle),
             "/metrics" => return ops::metrics(&self.metrics),
             _ => {}
@@ -149,6 +207,33 @@ impl App {
         self.proxy.handle(&adapter, &rest, request).await
     }
 
+    /// The database's readiness entry.
+    async fn database_health(&self) -> ops::DependencyHealth {
+        let Some(store) = self.store.get() else {
+            return ops::DependencyHealth {
+                status: "disabled",
+                latency_ms: 0.0,
+                backend: "none",
+                error: None,
+            };
+        };
+        let began = std::time::Instant::now();
+        match store.ping().await {
+            Ok(_) => ops::DependencyHealth {
+                status: "ok",
+                latency_ms: began.elapsed().as_secs_f64() * 1000.0,
+                backend: store.backend_name(),
+                error: None,
+            },
+            Err(e) => ops::DependencyHealth {
+                status: "degraded",
+                latency_ms: began.elapsed().as_secs_f64() * 1000.0,
+                backend: store.backend_name(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
     fn count_unknown(&self, response: &Response<GatewayBody>) {
         let status = response.status().as_u16().to_string();
         self.metrics
@@ -169,6 +254,9 @@ impl App {
             .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
         let watcher = tokio::spawn(self.registry.clone().watch(wait_for(self.clone())));
+        let refresher = self
+            .license
+            .spawn_refresher(crate::license::REFRESH_INTERVAL);
         self.lifecycle.mark_started();
         tokio::pin!(shutdown);
         loop {
@@ -202,6 +290,7 @@ impl App {
             }
         }
         watcher.abort();
+        refresher.abort();
     }
 
     fn spawn_connection(

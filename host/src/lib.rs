@@ -2,9 +2,12 @@
 //! streaming, metrics); provider adapters and AIP policies are WebAssembly components.
 
 pub mod app;
+pub mod cache;
 pub mod config;
+pub mod license;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod plugin;
 pub mod proxy;
+pub mod store;

@@ -30,11 +30,31 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default). Configuration comes from the environment.
     Serve,
+    /// Apply pending database migrations to DATABASE_URL (or the embedded SQLite file), then exit.
+    /// Idempotent; safe to run from several pods at once (one applies, the others wait).
+    Migrate,
+    /// License tools.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
     /// Plugin tools.
     #[command(alias = "plugins")]
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LicenseCommand {
+    /// Verify a license token; print what it grants and why it is (in)valid.
+    Inspect {
+        /// The token; `-` reads standard input. Defaults to MNEMOM_LICENSE_JWT.
+        token: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -62,6 +82,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::Migrate => migrate(),
+        Command::License {
+            command: LicenseCommand::Inspect { token, json },
+        } => {
+            let out = mnemom_gateway::license::inspect_command(token.as_deref(), &EnvSource, json);
+            let _ = std::io::stdout().write_all(out.text.as_bytes());
+            ExitCode::from(out.exit_code)
+        }
         Command::Plugin { command } => match run_plugin_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -94,7 +122,7 @@ fn serve() -> ExitCode {
         Err(e) => {
             let config_error = e
                 .downcast_ref::<BuildError>()
-                .is_some_and(|b| matches!(b, BuildError::PluginDir(_)));
+                .is_some_and(|b| matches!(b, BuildError::PluginDir(_) | BuildError::Config(_)));
             tracing::error!(error = %format!("{e:#}"), "gateway stopped");
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
             if config_error {
@@ -106,10 +134,43 @@ fn serve() -> ExitCode {
     }
 }
 
+fn migrate() -> ExitCode {
+    let config = match Config::from_source(&EnvSource) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let store_config =
+        match mnemom_gateway::store::StoreConfig::from_source(&EnvSource, &config.data_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+    mnemom_gateway::logging::init(config.log_level, "migrate");
+    match runtime().map(|rt| rt.block_on(mnemom_gateway::store::run_migrate(&store_config))) {
+        Ok(Ok(report)) => {
+            let _ = writeln!(std::io::stdout(), "{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let address = std::net::SocketAddr::new(config.host, config.port);
     let role = config.role;
-    let app = App::build(config, Arc::new(LogObserver)).await?;
+    let app = App::build_from(&EnvSource, Arc::new(LogObserver)).await?;
     for (plugin, reason) in &app.initial_load.failed {
         tracing::warn!(plugin = %plugin, reason = %reason, "plugin not loaded at start-up");
     }

@@ -232,6 +232,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for subsystems that register their own metrics (license, cache, store).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Renders the registry in the Prometheus text format.
     pub fn render(&self) -> (String, Vec<u8>) {
         let encoder = TextEncoder::new();

@@ -51,6 +51,20 @@ impl Lifecycle {
     }
 }
 
+/// One dependency's readiness entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DependencyHealth {
+    /// `ok`, `degraded` or `disabled`.
+    pub status: &'static str,
+    /// How long the check took.
+    pub latency_ms: f64,
+    /// Which backend answered (`postgres`, `sqlite`).
+    pub backend: &'static str,
+    /// Why it is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// RFC 3339 timestamp of now, in UTC with milliseconds.
 pub fn timestamp() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -93,7 +107,16 @@ pub fn startup(lifecycle: &Lifecycle) -> Response<GatewayBody> {
 
 /// `/health/ready`: one entry per dependency with its status and latency. The pod is ready when
 /// it has started, is not shutting down, and can route (at least one adapter loaded).
-pub fn ready(lifecycle: &Lifecycle, registry: &PluginRegistry) -> Response<GatewayBody> {
+///
+/// The license entry is informative: an invalid license answers proxied requests with 403 but
+/// never takes the pod out of service (every replica holds the same license).
+pub fn ready(
+    lifecycle: &Lifecycle,
+    registry: &PluginRegistry,
+    license: &crate::license::License,
+    cache: &crate::cache::CacheHealth,
+    database: &DependencyHealth,
+) -> Response<GatewayBody> {
     let began = Instant::now();
     let set = registry.current();
     let plugins_ok = !set.adapters().is_empty();
@@ -121,12 +144,24 @@ pub fn ready(lifecycle: &Lifecycle, registry: &PluginRegistry) -> Response<Gatew
         ("shutting_down", StatusCode::SERVICE_UNAVAILABLE)
     } else if !plugins_ok {
         ("not_ready", StatusCode::SERVICE_UNAVAILABLE)
+    } else if cache.status != crate::cache::HealthStatus::Ok || database.status == "degraded" {
+        // Degraded, still in service: requests are served without the cache.
+        ("degraded", StatusCode::OK)
     } else {
         ("ok", StatusCode::OK)
     };
     json(
         code,
-        serde_json::json!({"status": status, "checks": {"plugins": plugins}, "timestamp": timestamp()}),
+        serde_json::json!({
+            "status": status,
+            "checks": {
+                "plugins": plugins,
+                "database": serde_json::to_value(database).unwrap_or_default(),
+                "cache": serde_json::to_value(cache).unwrap_or_default(),
+                "license": license.readiness(),
+            },
+            "timestamp": timestamp(),
+        }),
     )
 }
 

@@ -1,6 +1,17 @@
-//! Guest-side helpers shared by mnemom-gateway plugins: small, allocation-light utilities that
-//! every provider adapter needs (JSON body edits that keep the caller's bytes, nudge text
-//! formatting). The WIT bindings themselves are generated in each plugin crate from `wit/`.
+//! Guest-side helpers shared by mnemom-gateway plugins: plain-Rust utilities that every provider
+//! adapter needs, independent of the WIT bindings (which each plugin generates for itself from
+//! `wit/`, since two `wit_bindgen::generate!` calls in one component break linking).
+//!
+//! - [`json`]: JSON text and byte-level edits that keep the caller's bytes;
+//! - [`lenient`]: lenient readers for provider JSON;
+//! - [`config`]: typed configuration values and descriptor overrides;
+//! - [`notes`]: formatting of the gateway's system notes;
+//! - `testing` (feature `testing`, for `[dev-dependencies]` only): SSE framing, stream
+//!   accumulation and expected-file helpers for golden tests.
 
+pub mod config;
 pub mod json;
+pub mod lenient;
 pub mod notes;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

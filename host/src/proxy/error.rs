@@ -59,9 +59,9 @@ pub enum ProxyError {
         #[source]
         source: PluginError,
     },
-    /// The gateway is shutting down.
-    #[error("the gateway is shutting down; retry on another instance")]
-    ShuttingDown,
+    /// The license is invalid (forged, expired beyond grace, ...).
+    #[error("License invalid or expired")]
+    License(#[from] crate::license::LicenseRefusal),
 }
 
 impl ProxyError {
@@ -96,10 +96,10 @@ impl ProxyError {
                 ErrorKind::BadGateway,
                 "gateway_error",
             ),
-            ProxyError::ShuttingDown => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorKind::Unavailable,
-                "overloaded_error",
+            ProxyError::License(_) => (
+                StatusCode::FORBIDDEN,
+                ErrorKind::Permission,
+                "license_error",
             ),
         }
     }

@@ -44,6 +44,8 @@ pub struct Proxy {
     pub client: UpstreamClient,
     /// Receives completed exchanges.
     pub observer: Arc<dyn ExchangeObserver>,
+    /// The verified license (gates every proxied request).
+    pub license: Arc<crate::license::License>,
 }
 
 /// What the request stage hands to the response stage.
@@ -96,6 +98,7 @@ impl Proxy {
         request: Request<Incoming>,
         arrived: Instant,
     ) -> Result<Response<GatewayBody>, ProxyError> {
+        self.license.gate()?;
         let started_at = SystemTime::now();
         let descriptor = adapter.plugin.descriptor();
         let provider = descriptor.name.clone();
@@ -254,7 +257,7 @@ impl Proxy {
             .trim()
             .to_ascii_lowercase();
         let is_sse = content_type.starts_with("text/event-stream");
-        let extract = self.config.aip_enabled && status.is_success();
+        let extract = self.config.aip_enabled && self.license.allows("aip") && status.is_success();
         let abandoned = Arc::new(AtomicBool::new(false));
         let (capture, source) = if !extract {
             let note = if status.is_success() {

@@ -222,3 +222,32 @@ async fn upstream_timeouts_are_504_and_idle_streams_are_cut() {
         "the stalled stream is aborted, not left hanging"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_license_refuses_proxy_traffic_but_health_answers() {
+    let mock = mock().await;
+    // `alg: none`: never accepted, whatever its claims say.
+    let forged =
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJsaWNlbnNlX2lkIjoibGljLTEiLCJleHAiOjQxMDI0NDQ4MDB9.";
+    let gateway = TestGateway::start(&mock, &[("MNEMOM_LICENSE_JWT", forged)]).await;
+    let response = post(
+        &gateway.url("/anthropic/v1/messages"),
+        &[("x-api-key", ANTHROPIC_KEY)],
+        r#"{"model":"claude-3-5-haiku-latest","max_tokens":5,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(response.status, 403);
+    assert_eq!(response.json()["error"]["type"], "license_error");
+    assert_eq!(
+        response.json()["error"]["message"],
+        "License invalid or expired"
+    );
+    assert!(mock.requests().is_empty());
+    assert_eq!(get(&gateway.url("/health")).await.status, 200);
+    let ready = get(&gateway.url("/health/ready")).await;
+    assert_eq!(
+        ready.status, 200,
+        "an invalid license does not take the pod out of service"
+    );
+    assert_eq!(ready.json()["checks"]["license"]["status"], "error");
+}

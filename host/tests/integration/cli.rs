@@ -99,3 +99,38 @@ fn bad_configuration_exits_64_naming_the_variable() {
         );
     }
 }
+
+#[test]
+fn migrate_is_idempotent_and_names_an_unreachable_database() {
+    let data = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let out = gateway()
+            .arg("migrate")
+            .env("MNEMOM_DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(data.path().join("mnemom.db").exists());
+
+    let out = gateway()
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/mnemom")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+
+    let out = gateway()
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
+}

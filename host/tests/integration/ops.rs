@@ -17,6 +17,11 @@ async fn health_and_probes_answer() {
     let body = ready.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["checks"]["plugins"]["status"], "ok");
+    assert_eq!(body["checks"]["cache"]["status"], "ok");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["database"]["backend"], "sqlite");
+    assert_eq!(body["checks"]["cache"]["backend"], "memory");
+    assert_eq!(body["checks"]["license"]["status"], "unlicensed");
     assert_eq!(
         body["checks"]["plugins"]["loaded"]
             .as_array()
@@ -178,4 +183,22 @@ async fn observer_role_serves_probes_and_metrics_but_no_proxy() {
     .await;
     assert_eq!(proxied.status, 404);
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_degrades_readiness_but_keeps_serving() {
+    let mock = mock().await;
+    let gateway = TestGateway::start(&mock, &[("REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let ready = get(&gateway.url("/health/ready")).await;
+    assert_eq!(ready.status, 200, "the gateway can still proxy");
+    assert_eq!(ready.json()["status"], "degraded");
+    assert_eq!(ready.json()["checks"]["cache"]["status"], "degraded");
+    assert_eq!(ready.json()["checks"]["cache"]["backend"], "redis");
+    let response = post(
+        &gateway.url("/openai/v1/chat/completions"),
+        &[("authorization", "Bearer k")],
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(response.status, 200);
 }

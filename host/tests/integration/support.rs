@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mnemom_gateway::app::App;
-use mnemom_gateway::config::{Config, MapSource};
+use mnemom_gateway::config::MapSource;
 use mnemom_gateway::proxy::exchange::{Exchange, ExchangeObserver};
 use mnemom_mock_provider::{MockOptions, MockProvider};
 
@@ -56,6 +56,7 @@ impl Collector {
 
 /// A gateway running in this process.
 pub struct TestGateway {
+    _data: tempfile::TempDir,
     pub app: Arc<App>,
     pub addr: SocketAddr,
     pub collector: Arc<Collector>,
@@ -92,10 +93,14 @@ impl TestGateway {
 
     /// Starts a gateway with exactly these settings.
     pub async fn start_with(pairs: Vec<(String, String)>) -> Self {
-        let config =
-            Config::from_source(&MapSource::from_pairs(pairs)).expect("valid test configuration");
+        let data = tempfile::tempdir().unwrap();
+        let mut pairs = pairs;
+        if !pairs.iter().any(|(k, _)| k == "MNEMOM_DATA_DIR") {
+            pairs.push(("MNEMOM_DATA_DIR".into(), data.path().display().to_string()));
+        }
+        let source = MapSource::from_pairs(pairs);
         let collector = Arc::new(Collector::default());
-        let app = App::build(config, collector.clone())
+        let app = App::build_from(&source, collector.clone())
             .await
             .expect("gateway builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -109,6 +114,7 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Self {
+            _data: data,
             app,
             addr,
             collector,

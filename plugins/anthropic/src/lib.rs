@@ -35,6 +35,7 @@ use mnemom::gateway::types::{
     AdapterError, CredentialSource, Descriptor, Extraction, GatewayError, RequestInfo, RequestPlan,
     SseEvent, StreamDelta,
 };
+use mnemom_plugin_sdk::config::{self, Defaults, Overrides};
 
 /// Provider name used when the `name` key is not configured.
 pub const DEFAULT_NAME: &str = "anthropic";
@@ -42,6 +43,10 @@ pub const DEFAULT_NAME: &str = "anthropic";
 pub const DEFAULT_ROUTE_PREFIX: &str = "/anthropic";
 /// Upstream used when `default-upstream` is not configured.
 pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
+
+/// The descriptor values above, which `name`, `route-prefix` and `default-upstream` override.
+const DEFAULTS: Defaults<'static> =
+    Defaults::new(DEFAULT_NAME, DEFAULT_ROUTE_PREFIX, DEFAULT_UPSTREAM);
 
 /// What the request transformation may do, read from the plugin configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +74,16 @@ impl Settings {
     pub fn from_config(get: impl Fn(&str) -> Option<String>, mut warn: impl FnMut(String)) -> Self {
         let mut settings = Self::default();
         if let Some(raw) = get("inject_thinking") {
-            match raw.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => settings.inject_thinking = true,
-                "false" | "0" => settings.inject_thinking = false,
-                _ => warn(format!(
+            match config::parse_bool(&raw, config::TRUE_FALSE_1_0) {
+                Ok(on) => settings.inject_thinking = on,
+                Err(_) => warn(format!(
                     "config inject_thinking=\"{raw}\" is not true/false; using {}",
                     settings.inject_thinking
                 )),
             }
         }
         if let Some(raw) = get("thinking_budget_tokens") {
-            match raw.trim().parse::<u64>() {
+            match config::parse_int::<u64>(&raw, 0) {
                 Ok(budget) => {
                     settings.thinking_budget_tokens = budget;
                     if budget < request::MIN_THINKING_BUDGET {
@@ -103,10 +107,15 @@ impl Settings {
 /// through `get`. Values are passed through as configured: the host validates descriptors at
 /// load time and reports a bad one against the operator's own value.
 pub fn descriptor(get: impl Fn(&str) -> Option<String>) -> Descriptor {
+    let Overrides {
+        name,
+        route_prefix,
+        default_upstream,
+    } = DEFAULTS.as_configured(get);
     Descriptor {
-        name: get("name").unwrap_or_else(|| DEFAULT_NAME.to_owned()),
-        route_prefix: get("route-prefix").unwrap_or_else(|| DEFAULT_ROUTE_PREFIX.to_owned()),
-        default_upstream: get("default-upstream").unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned()),
+        name,
+        route_prefix,
+        default_upstream,
         // The official SDKs send `x-api-key`; OAuth and some compatible providers use Bearer.
         credential_sources: vec![
             CredentialSource::Header("x-api-key".to_owned()),

@@ -9,8 +9,14 @@
 use std::ops::Range;
 
 use mnemom_plugin_sdk::{json, notes};
-use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde::de::{MapAccess, SeqAccess};
+// The tests of this module build bodies as `Value`s.
+#[cfg(test)]
 use serde_json::Value;
+
+/// The byte range of the value of a top-level member of a JSON object (the last one when the
+/// key repeats, as for the parse); the request must already have been parsed.
+pub use mnemom_plugin_sdk::json::member_span;
 
 use crate::Settings;
 use crate::mnemom::gateway::types::{AdapterError, RequestInfo, RequestPlan};
@@ -53,7 +59,7 @@ pub fn transform(
             notes_applied: 0,
         });
     }
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !json::starts_object(body) {
         return Err(AdapterError::Unsupported(
             "request body is not a JSON object".to_owned(),
         ));
@@ -69,14 +75,16 @@ pub fn transform(
     })?;
 
     let budget = thinking_budget(settings, &probe);
-    let mut prepend: Vec<(&str, Value)> = Vec::new();
+    // New members as JSON text (values written directly: no `serde_json::Value` in the
+    // component).
+    let mut prepend: Vec<(&str, String)> = Vec::new();
     if let Some(budget) = budget {
-        // Members in alphabetical order: the JSON text is then the same whether or not some
-        // other crate of the build turns on serde_json's `preserve_order`.
-        prepend.push((
-            "thinking",
-            serde_json::json!({"budget_tokens": budget, "type": "enabled"}),
-        ));
+        // Members in alphabetical order, as this adapter has always sent them.
+        let thinking = json::object(&[
+            ("budget_tokens", budget.to_string()),
+            ("type", json::string("enabled")),
+        ]);
+        prepend.push(("thinking", thinking));
     }
 
     let mut edited: Option<Vec<u8>> = None;
@@ -86,7 +94,7 @@ pub fn transform(
         // (often the largest string of a request) out of the hot path's decoding.
         let placed = match member_span(body, "system") {
             None => {
-                prepend.push(("system", Value::String(text)));
+                prepend.push(("system", json::string(&text)));
                 true
             }
             Some(span) => {
@@ -109,7 +117,7 @@ pub fn transform(
         edited
     } else {
         let base = edited.as_deref().unwrap_or(body);
-        Some(json::prepend_members(base, &prepend).ok_or_else(|| {
+        Some(json::prepend_raw_members(base, &prepend).ok_or_else(|| {
             AdapterError::Internal("could not splice into the request object".to_owned())
         })?)
     };
@@ -169,103 +177,31 @@ fn thinking_budget(settings: &Settings, probe: &Probe<'_>) -> Option<u64> {
 /// body, or `None` when `system` has a shape notes cannot be placed into.
 fn prepend_to_system(body: &[u8], span: Range<usize>, notes: &str) -> Option<Vec<u8>> {
     let old = body.get(span.clone())?;
-    let mut notes_json = String::new();
-    wire::push_json_string(&mut notes_json, notes);
-
-    let mut replacement = Vec::with_capacity(old.len() + notes_json.len() + 32);
-    match old.first()? {
-        b'"' if old == b"\"\"" => replacement.extend_from_slice(notes_json.as_bytes()),
+    let notes_json = json::string(notes);
+    let replacement = match old.first()? {
+        b'"' if old == b"\"\"" => notes_json.into_bytes(),
         // "notes\n\nold": the escaped separator goes right after the opening quote, so the
         // caller's prompt keeps its own bytes.
         b'"' => {
-            replacement.extend_from_slice(&notes_json.as_bytes()[..notes_json.len() - 1]);
-            replacement.extend_from_slice(b"\\n\\n");
-            replacement.extend_from_slice(&old[1..]);
+            let mut joined = Vec::with_capacity(old.len() + notes_json.len() + 4);
+            joined.extend_from_slice(&notes_json.as_bytes()[..notes_json.len() - 1]);
+            joined.extend_from_slice(b"\\n\\n");
+            joined.extend_from_slice(&old[1..]);
+            joined
         }
         // A list of blocks: a new text block goes first.
         b'[' => {
-            let rest = &old[1..];
-            let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b']');
-            replacement.extend_from_slice(b"[{\"type\":\"text\",\"text\":");
-            replacement.extend_from_slice(notes_json.as_bytes());
-            replacement.push(b'}');
-            if !empty {
-                replacement.push(b',');
-            }
-            replacement.extend_from_slice(rest);
+            let block = json::object(&[("type", json::string("text")), ("text", notes_json)]);
+            json::prepend_raw_element(old, &block)?
         }
-        b'n' => replacement.extend_from_slice(notes_json.as_bytes()),
+        b'n' => notes_json.into_bytes(),
         _ => return None,
-    }
-
-    let mut out = Vec::with_capacity(body.len() - old.len() + replacement.len());
-    out.extend_from_slice(&body[..span.start]);
-    out.extend_from_slice(&replacement);
-    out.extend_from_slice(&body[span.end..]);
-    Some(out)
-}
-
-/// The byte range of the value of the top-level member `key` in `body`, which must be a valid
-/// JSON object (the caller parsed it already, so this scan only walks the top-level members).
-/// When the key repeats, the last one wins, as it does for the parse.
-pub fn member_span(body: &[u8], key: &str) -> Option<Range<usize>> {
-    let mut at = body.iter().position(|b| *b == b'{')? + 1;
-    let mut found = None;
-    loop {
-        at = skip_whitespace(body, at);
-        if body.get(at)? != &b'"' {
-            return found; // `}` of an empty object
-        }
-        let key_end = skip_string(body, at)?;
-        let raw_key = &body[at..key_end];
-        at = skip_whitespace(body, key_end);
-        at = skip_whitespace(body, at + 1); // the `:`
-        let value_end = skip_value(body, at)?;
-        if key_matches(raw_key, key) {
-            found = Some(at..value_end);
-        }
-        at = skip_whitespace(body, value_end);
-        match body.get(at)? {
-            b',' => at += 1,
-            _ => return found,
-        }
-    }
-}
-
-/// Whether the quoted JSON string `raw` is `key` (decoding escapes only when there are some).
-fn key_matches(raw: &[u8], key: &str) -> bool {
-    if raw.contains(&b'\\') {
-        serde_json::from_slice::<Val<'_>>(raw).is_ok_and(|k| k.as_str() == Some(key))
-    } else {
-        raw.len() == key.len() + 2 && &raw[1..raw.len() - 1] == key.as_bytes()
-    }
-}
-
-fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
-    while body.get(at).is_some_and(u8::is_ascii_whitespace) {
-        at += 1;
-    }
-    at
-}
-
-/// The end (exclusive) of the string starting with the quote at `at`.
-fn skip_string(body: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 1;
-    loop {
-        match body.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-}
-
-/// The end (exclusive) of the value starting at `at`, found by serde_json's own (fast) skipping.
-fn skip_value(body: &[u8], at: usize) -> Option<usize> {
-    let mut values =
-        serde_json::Deserializer::from_slice(body.get(at..)?).into_iter::<IgnoredAny>();
-    values.next()?.ok()?;
-    Some(at + values.byte_offset())
+    };
+    let edit = json::Edit {
+        range: span,
+        bytes: replacement,
+    };
+    json::apply(body, vec![edit])
 }
 
 /// The members of a Messages request that the decisions read; all others are skipped unread.

@@ -20,7 +20,7 @@ use crate::wire::{self, Lenient, List, Node, WireUsage, deserialize_leniently};
 ///
 /// Errors: [`AdapterError::Unsupported`] when the body is not a JSON object.
 pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !mnemom_plugin_sdk::json::starts_object(body) {
         return Err(AdapterError::Unsupported(
             "response body is not a JSON object".to_owned(),
         ));

@@ -2,8 +2,8 @@
 //! (`{"error":{"code","message","status","details"}}`), so that the google-genai SDKs raise
 //! their usual `ClientError` / `ServerError` with the status they expect.
 
-use crate::json::{object_text, string_text};
 use crate::types::{AdapterError, ErrorKind, GatewayError};
+use mnemom_plugin_sdk::json;
 
 /// The `@type` of the one detail we attach: the machine-readable reason, as Google's own
 /// APIs report it.
@@ -30,18 +30,18 @@ pub fn status_name(kind: ErrorKind) -> &'static str {
 pub fn render(error: &GatewayError) -> Vec<u8> {
     let mut status = vec![
         ("code", error.status.to_string()),
-        ("message", string_text(&error.message)),
-        ("status", string_text(status_name(error.kind))),
+        ("message", json::string(&error.message)),
+        ("status", json::string(status_name(error.kind))),
     ];
     if !error.error_type.is_empty() {
-        let info = object_text(&[
-            ("@type", string_text(ERROR_INFO_TYPE)),
-            ("reason", string_text(&error.error_type)),
-            ("domain", string_text(ERROR_DOMAIN)),
+        let info = json::object(&[
+            ("@type", json::string(ERROR_INFO_TYPE)),
+            ("reason", json::string(&error.error_type)),
+            ("domain", json::string(ERROR_DOMAIN)),
         ]);
         status.push(("details", format!("[{info}]")));
     }
-    object_text(&[("error", object_text(&status))]).into_bytes()
+    json::object(&[("error", json::object(&status))]).into_bytes()
 }
 
 /// An input the adapter does not understand; the host forwards the original bytes.

@@ -16,7 +16,6 @@ wit_bindgen::generate!({
 });
 
 pub mod error;
-pub mod json;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -27,6 +26,7 @@ pub use mnemom::gateway::types;
 
 use exports::mnemom::gateway::adapter::Guest;
 use mnemom::gateway::host::{self, LogLevel};
+use mnemom_plugin_sdk::config::{self, Defaults, Overrides};
 use types::{
     AdapterError, CredentialSource, Descriptor, Extraction, GatewayError, RequestInfo, RequestPlan,
     SseEvent, StreamDelta,
@@ -38,6 +38,10 @@ pub const DEFAULT_NAME: &str = "gemini";
 pub const DEFAULT_ROUTE_PREFIX: &str = "/gemini";
 /// The public Gemini API (Google AI Studio keys); Vertex AI is served from other hosts.
 pub const DEFAULT_UPSTREAM: &str = "https://generativelanguage.googleapis.com";
+
+/// The descriptor values above, which `name`, `route-prefix` and `default-upstream` override.
+const DEFAULTS: Defaults<'static> =
+    Defaults::new(DEFAULT_NAME, DEFAULT_ROUTE_PREFIX, DEFAULT_UPSTREAM);
 
 /// How the adapter prepares requests; read from the plugin's `config` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,20 +74,19 @@ impl Settings {
         let mut settings = Self::default();
         let mut problems = Vec::new();
         if let Some(raw) = get("inject_thinking") {
-            match raw.trim().to_ascii_lowercase().as_str() {
-                "true" => settings.inject_thinking = true,
-                "false" => settings.inject_thinking = false,
-                _ => problems.push(format!(
-                    "inject_thinking: expected true or false, got \"{raw}\"; using {}",
+            match config::parse_bool(&raw, config::TRUE_FALSE) {
+                Ok(on) => settings.inject_thinking = on,
+                Err(e) => problems.push(format!(
+                    "inject_thinking: {e}, got \"{raw}\"; using {}",
                     settings.inject_thinking
                 )),
             }
         }
         if let Some(raw) = get("thinking_budget") {
-            match raw.trim().parse::<i32>() {
-                Ok(budget) if budget >= -1 => settings.thinking_budget = budget,
-                _ => problems.push(format!(
-                    "thinking_budget: expected an integer >= -1, got \"{raw}\"; using {}",
+            match config::parse_int::<i32>(&raw, -1) {
+                Ok(budget) => settings.thinking_budget = budget,
+                Err(e) => problems.push(format!(
+                    "thinking_budget: {e}, got \"{raw}\"; using {}",
                     settings.thinking_budget
                 )),
             }
@@ -112,16 +115,15 @@ impl Settings {
 /// Builds the descriptor from a configuration lookup (`name`, `route-prefix` and
 /// `default-upstream` override the defaults; the host validates them).
 pub fn descriptor(get: impl Fn(&str) -> Option<String>) -> Descriptor {
-    let value = |key: &str, default: &str| {
-        get(key)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| default.to_owned())
-    };
+    let Overrides {
+        name,
+        route_prefix,
+        default_upstream,
+    } = DEFAULTS.trimmed(get);
     Descriptor {
-        name: value("name", DEFAULT_NAME),
-        route_prefix: value("route-prefix", DEFAULT_ROUTE_PREFIX),
-        default_upstream: value("default-upstream", DEFAULT_UPSTREAM),
+        name,
+        route_prefix,
+        default_upstream,
         // The google-genai SDKs send `x-goog-api-key`; REST examples and older clients use `?key=`.
         credential_sources: vec![
             CredentialSource::Header("x-goog-api-key".to_owned()),
@@ -169,15 +171,7 @@ export!(Adapter);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
+    use mnemom_plugin_sdk::testing::config as lookup;
 
     #[test]
     fn settings_default_without_config() {

@@ -7,13 +7,15 @@
 //! in front of a string. The edits are spliced into the caller's bytes, so that key order,
 //! number spelling and every field the gateway does not know reach Google unchanged.
 
+use std::ops::Range;
+
+use mnemom_plugin_sdk::json::{self, Edit};
 use mnemom_plugin_sdk::notes;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::Settings;
 use crate::error::unsupported;
-use crate::json::{Member, object_text, prepend_element, prepend_members, string_text};
 use crate::types::{AdapterError, RequestInfo, RequestPlan};
 
 /// What a request path asks the API to do.
@@ -297,21 +299,17 @@ struct Edited {
     notes: bool,
 }
 
-/// Replaces `body[start..end]` with `text`.
-struct Splice {
-    start: usize,
-    end: usize,
-    text: Vec<u8>,
-}
+/// A member to add: its key and its value as JSON text.
+type Member = (&'static str, String);
 
 /// Where a value parsed out of `body` sits in it.
-fn span(body: &[u8], raw: &RawValue) -> Result<(usize, usize), AdapterError> {
+fn span(body: &[u8], raw: &RawValue) -> Result<Range<usize>, AdapterError> {
     let len = raw.get().len();
     let start = (raw.get().as_ptr() as usize)
         .checked_sub(body.as_ptr() as usize)
         .filter(|start| start + len <= body.len())
         .ok_or_else(|| AdapterError::Internal("parsed value outside the request body".into()))?;
-    Ok((start, start + len))
+    Ok(start..start + len)
 }
 
 /// Reads the members of an object found inside the body (its text borrows from the body, so
@@ -330,7 +328,7 @@ fn edit_body(
     notes: Option<&str>,
     body: &[u8],
 ) -> Result<Edited, AdapterError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !json::starts_object(body) {
         return Err(unsupported("request body is not a JSON object"));
     }
     let top = parse_members(body)?;
@@ -349,9 +347,9 @@ fn edit_body(
     if let Some(knob) = knob {
         let thinking_config = |case: Case| {
             let key = case.key("thinkingConfig", "thinking_config");
-            object_text(&[(
+            json::object(&[(
                 key,
-                object_text(&all_thinking_members(settings, knob, case)),
+                json::object(&all_thinking_members(settings, knob, case)),
             )])
         };
         match config {
@@ -362,9 +360,9 @@ fn edit_body(
             }
             Some((raw, case)) => match shape(raw) {
                 Shape::Null => {
-                    let (start, end) = span(body, raw)?;
-                    let text = thinking_config(case).into_bytes();
-                    splices.push(Splice { start, end, text });
+                    let range = span(body, raw)?;
+                    let bytes = thinking_config(case).into_bytes();
+                    splices.push(Edit { range, bytes });
                     thinking = true;
                 }
                 Shape::Object => {
@@ -386,7 +384,7 @@ fn edit_body(
                 let key = top_case.key("systemInstruction", "system_instruction");
                 top_members.push((
                     key,
-                    object_text(&[("parts", format!("[{}]", note_part(notes)))]),
+                    json::object(&[("parts", format!("[{}]", note_part(notes)))]),
                 ));
                 placed_notes = true;
             }
@@ -406,9 +404,10 @@ fn edit_body(
             notes: false,
         });
     }
-    let mut body = apply(body, splices);
+    let mut body = json::apply(body, splices)
+        .ok_or_else(|| AdapterError::Internal("overlapping request edits".into()))?;
     if !top_members.is_empty() {
-        body = prepend_members(&body, &top_members)
+        body = json::prepend_raw_members(&body, &top_members)
             .ok_or_else(|| AdapterError::Internal("edited request body is not an object".into()))?;
     }
     Ok(Edited {
@@ -439,7 +438,7 @@ fn knob_member(settings: &Settings, knob: ThinkingKnob, case: Case) -> Member {
         ),
         ThinkingKnob::Level => (
             case.key("thinkingLevel", "thinking_level"),
-            string_text(&settings.thinking_level),
+            json::string(&settings.thinking_level),
         ),
     }
 }
@@ -453,19 +452,19 @@ fn merge_thinking(
     body: &[u8],
     config: &RawValue,
     config_case: Case,
-) -> Result<Option<Splice>, AdapterError> {
+) -> Result<Option<Edit>, AdapterError> {
     let members = members_of(config)?;
     let Some((existing, case)) = either(members.thinking_config, members.thinking_config_snake)
     else {
         let key = config_case.key("thinkingConfig", "thinking_config");
-        let value = object_text(&all_thinking_members(settings, knob, config_case));
+        let value = json::object(&all_thinking_members(settings, knob, config_case));
         return splice_members(body, config, &[(key, value)]);
     };
     match shape(existing) {
         Shape::Null => {
-            let (start, end) = span(body, existing)?;
-            let text = object_text(&all_thinking_members(settings, knob, case)).into_bytes();
-            Ok(Some(Splice { start, end, text }))
+            let range = span(body, existing)?;
+            let bytes = json::object(&all_thinking_members(settings, knob, case)).into_bytes();
+            Ok(Some(Edit { range, bytes }))
         }
         Shape::Object => {
             let chosen = members_of(existing)?;
@@ -491,44 +490,45 @@ fn merge_thinking(
 
 /// `{"text": <notes>}`: the part that carries the notes.
 fn note_part(notes: &str) -> String {
-    object_text(&[("text", string_text(notes))])
+    json::object(&[("text", json::string(notes))])
 }
 
 /// Places the notes into an existing `systemInstruction` value. Returns `None` (notes not
 /// placed) when the value has a shape that cannot hold them.
-fn place_notes(body: &[u8], raw: &RawValue, notes: &str) -> Result<Option<Splice>, AdapterError> {
-    let (start, end) = span(body, raw)?;
+fn place_notes(body: &[u8], raw: &RawValue, notes: &str) -> Result<Option<Edit>, AdapterError> {
+    let range = span(body, raw)?;
     let part = note_part(notes);
     let text = match shape(raw) {
-        Shape::Null => object_text(&[("parts", format!("[{part}]"))]).into_bytes(),
+        Shape::Null => json::object(&[("parts", format!("[{part}]"))]).into_bytes(),
         // Some clients send the instruction as a bare string; keep it a string.
         Shape::String => {
             let old: String = serde_json::from_slice(raw.get().as_bytes())
                 .map_err(|e| unsupported(format!("request body: {e}")))?;
-            string_text(&format!("{notes}\n\n{old}")).into_bytes()
+            json::string(&format!("{notes}\n\n{old}")).into_bytes()
         }
         Shape::Object => {
             let Some(parts) = members_of(raw)?.parts else {
                 return splice_members(body, raw, &[("parts", format!("[{part}]"))]);
             };
-            let (start, end) = span(body, parts)?;
-            let text = match shape(parts) {
-                Shape::Array => prepend_element(&body[start..end], &part),
+            let range = span(body, parts)?;
+            let old = &body[range.clone()];
+            let bytes = match shape(parts) {
+                Shape::Array => json::prepend_raw_element(old, &part),
                 Shape::Null => Some(format!("[{part}]").into_bytes()),
                 // A single part where a list belongs: make it a list, notes first.
                 Shape::Object => {
                     let mut list = format!("[{part},").into_bytes();
-                    list.extend_from_slice(&body[start..end]);
+                    list.extend_from_slice(old);
                     list.push(b']');
                     Some(list)
                 }
                 _ => None,
             };
-            return Ok(text.map(|text| Splice { start, end, text }));
+            return Ok(bytes.map(|bytes| Edit { range, bytes }));
         }
         _ => return Ok(None),
     };
-    Ok(Some(Splice { start, end, text }))
+    Ok(Some(Edit { range, bytes: text }))
 }
 
 /// Adds `members` at the front of the object `object` (a value inside `body`).
@@ -536,32 +536,10 @@ fn splice_members(
     body: &[u8],
     object: &RawValue,
     members: &[Member],
-) -> Result<Option<Splice>, AdapterError> {
-    let (start, end) = span(body, object)?;
-    Ok(prepend_members(&body[start..end], members).map(|text| Splice { start, end, text }))
-}
-
-/// Applies non-overlapping splices to `body`.
-fn apply(body: &[u8], mut splices: Vec<Splice>) -> Vec<u8> {
-    // At most two splices (generationConfig, systemInstruction): an insertion sort keeps the
-    // standard library's sort out of the component.
-    for i in 1..splices.len() {
-        let mut j = i;
-        while j > 0 && splices[j - 1].start > splices[j].start {
-            splices.swap(j - 1, j);
-            j -= 1;
-        }
-    }
-    let extra: usize = splices.iter().map(|s| s.text.len()).sum();
-    let mut out = Vec::with_capacity(body.len() + extra);
-    let mut at = 0;
-    for splice in splices {
-        out.extend_from_slice(&body[at..splice.start]);
-        out.extend_from_slice(&splice.text);
-        at = splice.end;
-    }
-    out.extend_from_slice(&body[at..]);
-    out
+) -> Result<Option<Edit>, AdapterError> {
+    let range = span(body, object)?;
+    let bytes = json::prepend_raw_members(&body[range.clone()], members);
+    Ok(bytes.map(|bytes| Edit { range, bytes }))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::unsupported;
-use crate::json::compact_json;
 use crate::types::{AdapterError, Extraction, ToolCall, Usage};
+use mnemom_plugin_sdk::json;
 
 /// One `GenerateContentResponse`: a whole response, or one chunk of a streamed one. Only the
 /// fields the gateway reads are declared; serde skips the rest (signatures, safety ratings,
@@ -84,7 +84,7 @@ impl<'a> GenerateContentResponse<'a> {
     /// Parses one response or chunk; anything that is not one is `unsupported`.
     pub(crate) fn from_slice(body: &'a [u8]) -> Result<Self, AdapterError> {
         // Checked first: serde would also read a struct from a JSON array of its fields.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if !json::starts_object(body) {
             return Err(unsupported("not a JSON object"));
         }
         serde_json::from_slice(body)
@@ -172,7 +172,7 @@ impl FunctionCall<'_> {
             // `args` is a google.protobuf.Struct: absent means no arguments.
             arguments: self
                 .args
-                .map_or_else(|| "{}".to_owned(), |raw| compact_json(raw.get())),
+                .map_or_else(|| "{}".to_owned(), |raw| json::compact(raw.get())),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! its hand-checked extraction in `expected/`, every request case in `requests/` against its
 //! expected plan, and the error envelope against the shape of Google's recorded errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use mnemom_adapter_gemini::types::{
     AdapterError, ErrorKind, Extraction, GatewayError, RequestInfo, SseEvent, ToolCall, Usage,
 };
 use mnemom_adapter_gemini::{Settings, error, request, response, stream};
+use mnemom_plugin_sdk::testing::{self, Keys};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/gemini");
@@ -84,33 +86,34 @@ const REQUEST_CASES: &[(&str, &str, &str)] = &[
     request_case!("get-model-unchanged"),
 ];
 
-fn usage_json(usage: Option<&Usage>) -> Value {
-    usage.map_or(Value::Null, |u| {
-        json!({
-            "input-tokens": u.input_tokens,
-            "output-tokens": u.output_tokens,
-            "reasoning-tokens": u.reasoning_tokens,
-            "cached-input-tokens": u.cached_input_tokens,
-        })
-    })
-}
-
-fn tool_calls_json(calls: &[ToolCall]) -> Value {
-    calls
-        .iter()
-        .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
-        .collect()
-}
-
+/// The expected files' JSON form of an extraction (WIT spelling of the keys).
 fn extraction_json(e: &Extraction) -> Value {
-    json!({
-        "thinking": e.thinking,
-        "text": e.text,
-        "tool-calls": tool_calls_json(&e.tool_calls),
-        "usage": usage_json(e.usage.as_ref()),
-        "model": e.model,
-        "stop-reason": e.stop_reason,
-    })
+    testing::Extraction {
+        thinking: e.thinking.clone(),
+        text: e.text.clone(),
+        tool_calls: e.tool_calls.iter().cloned().map(plain_call).collect(),
+        usage: e.usage.map(plain_usage),
+        model: e.model.clone(),
+        stop_reason: e.stop_reason.clone(),
+    }
+    .to_json(Keys::Kebab)
+}
+
+fn plain_call(c: ToolCall) -> testing::Call {
+    testing::Call {
+        id: c.id,
+        name: Some(c.name),
+        arguments: c.arguments,
+    }
+}
+
+fn plain_usage(u: Usage) -> testing::Usage {
+    testing::Usage {
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        reasoning_tokens: u.reasoning_tokens,
+        cached_input_tokens: u.cached_input_tokens,
+    }
 }
 
 #[test]
@@ -122,113 +125,50 @@ fn json_responses_match_their_extractions() {
     }
 }
 
-/// Splits an SSE body into events the way the host does: lines end in CRLF, LF or CR; an empty
-/// line dispatches; `data:` lines are joined with `\n` (one leading space removed); comments and
-/// other fields are ignored.
+/// Splits an SSE body into events the way the host does (see [`testing::frame_sse`]).
 fn frame(body: &str) -> Vec<SseEvent> {
-    let mut events = Vec::new();
-    let mut event = None;
-    let mut data: Vec<&str> = Vec::new();
-    let normalized = body.replace("\r\n", "\n").replace('\r', "\n");
-    for line in normalized.split('\n') {
-        if line.is_empty() {
-            if !data.is_empty() {
-                events.push(SseEvent {
-                    event: event.take(),
-                    data: data.join("\n"),
-                });
-            }
-            data.clear();
-            event = None;
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "data" => data.push(value),
-            "event" => event = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    if !data.is_empty() {
-        events.push(SseEvent {
-            event,
-            data: data.join("\n"),
-        });
-    }
-    events
+    testing::frame_sse(body)
+        .into_iter()
+        .map(|f| SseEvent {
+            event: f.event,
+            data: f.data,
+        })
+        .collect()
 }
 
-/// What a consumer of `parse-event` builds from a whole stream.
+/// What a consumer of `parse-event` builds from a whole stream (see [`testing::Accumulator`]).
 #[derive(Default)]
-struct Accumulated {
-    thinking: BTreeMap<u32, String>,
-    text: BTreeMap<u32, String>,
-    tool_calls: Vec<ToolCall>,
-    tool_fragments: BTreeMap<u32, ToolCall>,
-    usage: Option<Usage>,
-    model: Option<String>,
-    stop_reason: Option<String>,
-    error: Option<String>,
-}
+struct Accumulated(testing::Accumulator);
 
 impl Accumulated {
     fn feed(&mut self, events: &[SseEvent]) {
+        let acc = &mut self.0;
         for event in events {
             let delta =
                 stream::parse_event(event).unwrap_or_else(|e| panic!("{e:?}: {}", event.data));
             for f in delta.thinking {
-                self.thinking.entry(f.index).or_default().push_str(&f.text);
+                acc.thinking(f.index, &f.text);
             }
             for f in delta.text {
-                self.text.entry(f.index).or_default().push_str(&f.text);
+                acc.text(f.index, &f.text);
             }
-            self.tool_calls.extend(delta.tool_calls);
             for f in delta.tool_call_fragments {
-                let call = self
-                    .tool_fragments
-                    .entry(f.index)
-                    .or_insert_with(|| ToolCall {
-                        id: None,
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                call.id = f.id.or(call.id.take());
-                if let Some(name) = f.name {
-                    call.name = name;
-                }
-                call.arguments.push_str(&f.arguments);
+                acc.fragment(f.index, f.id, f.name, &f.arguments);
+            }
+            for c in delta.tool_calls {
+                acc.whole_call(plain_call(c));
             }
             if let Some(u) = delta.usage {
-                let old = self.usage.take();
-                let old = old.as_ref();
-                self.usage = Some(Usage {
-                    input_tokens: u.input_tokens.or(old.and_then(|o| o.input_tokens)),
-                    output_tokens: u.output_tokens.or(old.and_then(|o| o.output_tokens)),
-                    reasoning_tokens: u.reasoning_tokens.or(old.and_then(|o| o.reasoning_tokens)),
-                    cached_input_tokens: u
-                        .cached_input_tokens
-                        .or(old.and_then(|o| o.cached_input_tokens)),
-                });
+                acc.usage(plain_usage(u));
             }
-            self.model = delta.model.or(self.model.take());
-            self.stop_reason = delta.stop_reason.or(self.stop_reason.take());
-            self.error = delta.error.or(self.error.take());
+            acc.outcome(delta.model, delta.stop_reason, delta.error);
         }
     }
 
     fn to_json(&self) -> Value {
-        let mut calls = self.tool_calls.clone();
-        calls.extend(self.tool_fragments.values().cloned());
-        json!({
-            "thinking": self.thinking.values().collect::<Vec<_>>(),
-            "text": self.text.values().collect::<Vec<_>>(),
-            "tool-calls": tool_calls_json(&calls),
-            "usage": usage_json(self.usage.as_ref()),
-            "model": self.model,
-            "stop-reason": self.stop_reason,
-            "error": self.error,
-        })
+        let mut value = self.0.extraction().to_json(Keys::Kebab);
+        value["error"] = json!(self.0.last_error());
+        value
     }
 }
 
@@ -390,13 +330,9 @@ fn request_cases_match_their_plans() {
 
 /// Files directly in `dir` whose name ends with `suffix`.
 fn files(dir: &str, suffix: &str) -> BTreeSet<String> {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
-    entries
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.ends_with(suffix))
-        .collect()
+    let mut names = testing::file_names(Path::new(dir));
+    names.retain(|name| name.ends_with(suffix));
+    names
 }
 
 #[test]

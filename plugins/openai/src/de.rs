@@ -1,28 +1,21 @@
 //! Lenient leaf decoders for provider JSON. OpenAI-compatible providers disagree on the odd
 //! leaf (`null` where OpenAI sends a string, a float token count, a numeric error code); one odd
 //! leaf must not make a whole body unreadable, so these types turn an unexpected JSON type into
-//! "absent" instead of failing the document.
+//! "absent" instead of failing the document. Each leaf is read as the SDK's lenient [`Val`].
 //!
-//! Objects are read with [`lenient_struct!`] rather than `#[derive(Deserialize)]`: one generic
-//! map visitor and a `match` on keys, with every field decoded by the shared leaf types below.
-//! Derived visitors carry per-field state, a positional (array) form and type-error paths that
-//! pull float formatting in; dropping them cut the component by about a third.
+//! Objects are read with [`lenient_struct!`] rather than `#[derive(Deserialize)]`: the SDK's
+//! one generic map visitor ([`mnemom_plugin_sdk::lenient::Lenient`]) and a `match` on keys, with
+//! every field decoded by the shared leaf types below. Derived visitors carry per-field state, a
+//! positional (array) form and type-error paths that pull float formatting in; dropping them
+//! cut the component by about a third.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use mnemom_plugin_sdk::lenient::Val;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-/// A JSON leaf as far as these decoders care.
-enum Leaf<'de> {
-    Str(Cow<'de, str>),
-    Bool(bool),
-    Count(u64),
-    Negative(i64),
-    Other,
-}
 
 /// Visitor methods that answer `$value` for every JSON type a visitor does not read itself
 /// (arrays and objects are drained).
@@ -71,64 +64,13 @@ macro_rules! answer_other_types {
 }
 pub(crate) use answer_other_types;
 
-struct LeafVisitor;
-
-impl<'de> Visitor<'de> for LeafVisitor {
-    type Value = Leaf<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Leaf::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Leaf::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Leaf::Str(Cow::Owned(v)))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Leaf::Bool(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Leaf::Count(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(u64::try_from(v).map_or(Leaf::Negative(v), Leaf::Count))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        // Some compatible servers emit token counts as `12.0`; accept whole, non-negative values.
-        // 2^64 as f64: anything at or above it does not fit a u64.
-        const U64_LIMIT: f64 = 18_446_744_073_709_551_616.0;
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < U64_LIMIT {
-            // Exact: the value is whole, non-negative and below 2^64 (checked above).
-            Ok(Leaf::Count(v as u64))
-        } else {
-            Ok(Leaf::Other)
-        }
-    }
-
-    answer_other_types!(Leaf::Other; visit_unit, visit_none, visit_some, visit_seq, visit_map);
-}
-
 /// A JSON string, borrowed from the input when it has no escapes; any other type is `None`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Text<'a>(pub Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self(match d.deserialize_any(LeafVisitor)? {
-            Leaf::Str(s) => Some(s),
-            _ => None,
-        }))
+        Ok(Self(Val::deserialize(d)?.into_cow()))
     }
 }
 
@@ -156,11 +98,10 @@ pub struct Label(pub Option<String>);
 
 impl<'de> Deserialize<'de> for Label {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self(match d.deserialize_any(LeafVisitor)? {
-            Leaf::Str(s) => Some(s.into_owned()),
-            Leaf::Count(n) => Some(n.to_string()),
-            Leaf::Negative(n) => Some(n.to_string()),
-            Leaf::Bool(_) | Leaf::Other => None,
+        Ok(Self(match Val::deserialize(d)? {
+            Val::Str(s) => Some(s.into_owned()),
+            Val::I64(n) => Some(n.to_string()),
+            other => other.as_count().map(|n| n.to_string()),
         }))
     }
 }
@@ -171,23 +112,18 @@ pub struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self(matches!(
-            d.deserialize_any(LeafVisitor)?,
-            Leaf::Bool(true)
-        )))
+        Ok(Self(matches!(Val::deserialize(d)?, Val::Bool(true))))
     }
 }
 
-/// A non-negative whole number (a token count or an index); other values are `None`.
+/// A non-negative whole number (a token count or an index; some compatible servers send counts
+/// as `12.0`); other values are `None`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Count(pub Option<u64>);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self(match d.deserialize_any(LeafVisitor)? {
-            Leaf::Count(n) => Some(n),
-            _ => None,
-        }))
+        Ok(Self(Val::deserialize(d)?.as_count()))
     }
 }
 
@@ -243,43 +179,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
     }
 }
 
-/// A JSON object read field by field: implemented by [`lenient_struct!`].
-pub trait Fields<'de>: Default {
-    /// Decodes the value of `key` into its field; `Ok(false)` for keys the type does not have
-    /// (their value is then skipped).
-    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
-}
-
-/// Reads a [`Fields`] type from a JSON object; any other JSON type reads as the default (all
-/// fields absent). Unknown keys are skipped; a repeated key keeps its last value.
-pub fn object<'de, D: Deserializer<'de>, T: Fields<'de>>(d: D) -> Result<T, D::Error> {
-    struct ObjectVisitor<T>(PhantomData<T>);
-
-    impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = T::default();
-            while let Some(key) = map.next_key::<Text<'de>>()? {
-                if !out.field(key.as_str().unwrap_or_default(), &mut map)? {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(out)
-        }
-
-        answer_other_types!(T::default(); visit_bool, visit_u64, visit_i64, visit_f64,
-            visit_str, visit_unit, visit_none, visit_some, visit_seq);
-    }
-
-    d.deserialize_any(ObjectVisitor(PhantomData))
-}
-
-/// Declares a struct of lenient (public) fields read from a JSON object, each with its JSON key:
+/// Declares a struct of lenient (public) fields read from a JSON object, each with its JSON key
+/// (an SDK [`Lenient`](mnemom_plugin_sdk::lenient::Lenient) type: any other JSON type reads as
+/// the default, unknown keys are skipped, a repeated key keeps its last value):
 ///
 /// ```text
 /// lenient_struct! {
@@ -303,23 +205,23 @@ macro_rules! lenient_struct {
             $( $(#[$field_meta])* pub $field: $ty, )*
         }
 
-        impl<'de $(: $lt, $lt)?> $crate::de::Fields<'de> for $name $(<$lt>)? {
-            fn field<A: ::serde::de::MapAccess<'de>>(
+        impl<'de $(: $lt, $lt)?> ::mnemom_plugin_sdk::lenient::Lenient<'de> for $name $(<$lt>)? {
+            fn member<A: ::serde::de::MapAccess<'de>>(
                 &mut self,
                 key: &str,
                 map: &mut A,
-            ) -> Result<bool, A::Error> {
+            ) -> Result<(), A::Error> {
                 match key {
                     $( $key => self.$field = map.next_value()?, )*
-                    _ => return Ok(false),
+                    _ => ::mnemom_plugin_sdk::lenient::skip(map)?,
                 }
-                Ok(true)
+                Ok(())
             }
         }
 
         impl<'de $(: $lt, $lt)?> ::serde::Deserialize<'de> for $name $(<$lt>)? {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::de::object(d)
+                ::mnemom_plugin_sdk::lenient::lenient(d)
             }
         }
     };

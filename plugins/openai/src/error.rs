@@ -2,8 +2,8 @@
 //! `{"error":{"message","type","param","code"}}`, so that OpenAI SDKs raise their usual
 //! exception for the status (they choose the class by HTTP status and read `type`/`code`).
 
-use crate::splice::json_string;
 use crate::{ErrorKind, GatewayError};
+use mnemom_plugin_sdk::json::string as json_string;
 
 /// OpenAI's `type` and `code` for a gateway error kind, as its API reports the same condition
 /// (e.g. a missing key is `invalid_request_error` with code `invalid_api_key`).

@@ -22,9 +22,12 @@ pub mod de;
 pub mod error;
 pub mod request;
 pub mod response;
-pub mod splice;
 pub mod stream;
 mod wire;
+
+/// Byte-level JSON edits that keep the caller's bytes: the SDK's [`mnemom_plugin_sdk::json`],
+/// under the name this crate has always exported it.
+pub use mnemom_plugin_sdk::json as splice;
 
 /// The WIT record types as generated from `wit/gateway.wit`, re-exported for tests and
 /// benchmarks that call the pure modules directly.
@@ -36,6 +39,10 @@ pub use mnemom::gateway::types::{
 
 use exports::mnemom::gateway::adapter::Guest;
 use mnemom::gateway::host::{self, LogLevel};
+use mnemom_plugin_sdk::config::{self, Defaults, Overrides, lookup};
+// The tests of this module check the SDK's normalisation of descriptor values directly.
+#[cfg(test)]
+use mnemom_plugin_sdk::config::{provider_name, route_prefix, upstream};
 
 /// Provider name when the configuration does not override it.
 pub const DEFAULT_NAME: &str = "openai";
@@ -50,6 +57,10 @@ pub const DEFAULT_REASONING_EFFORT: &str = "medium";
 /// Reasoning summary requested when `reasoning_summary` is not configured: `auto` gives the most
 /// detailed summary the model supports, which is what the AIP analysis reads.
 pub const DEFAULT_REASONING_SUMMARY: &str = "auto";
+
+/// The descriptor values above, which `name`, `route-prefix` and `default-upstream` override.
+const DEFAULTS: Defaults<'static> =
+    Defaults::new(DEFAULT_NAME, DEFAULT_ROUTE_PREFIX, DEFAULT_UPSTREAM);
 
 /// What the request transformation may do, read from the plugin's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +90,9 @@ impl Settings {
     pub fn from_config(get: &dyn Fn(&str) -> Option<String>, warn: &mut dyn FnMut(String)) -> Self {
         let mut settings = Self::default();
         if let Some((key, raw)) = lookup(get, "inject_reasoning") {
-            match parse_bool(&raw) {
-                Some(on) => settings.inject_reasoning = on,
-                None => warn(format!(
-                    "config {key}: expected true or false, got \"{raw}\"; using true"
-                )),
+            match config::parse_bool(&raw, config::ANY_BOOL_WORD) {
+                Ok(on) => settings.inject_reasoning = on,
+                Err(e) => warn(format!("config {key}: {e}, got \"{raw}\"; using true")),
             }
         }
         if let Some((key, raw)) = lookup(get, "reasoning_effort") {
@@ -120,72 +129,16 @@ pub fn descriptor_from_config(
     get: &dyn Fn(&str) -> Option<String>,
     warn: &mut dyn FnMut(String),
 ) -> Descriptor {
-    let name = match lookup(get, "name") {
-        Some((key, raw)) => provider_name(&raw).unwrap_or_else(|| {
-            warn(format!(
-                "config {key}: \"{raw}\" is not a provider name (a lower-case letter, then letters, digits and -); using {DEFAULT_NAME}"
-            ));
-            DEFAULT_NAME.to_owned()
-        }),
-        None => DEFAULT_NAME.to_owned(),
-    };
-    // Without an explicit prefix a renamed deployment serves `/<name>`: two adapters built from
-    // this wasm must not both claim `/openai`.
-    let derived_prefix = format!("/{name}");
-    let route_prefix = match lookup(get, "route-prefix") {
-        Some((key, raw)) => route_prefix(&raw).unwrap_or_else(|| {
-            warn(format!(
-                "config {key}: \"{raw}\" is not a route prefix (one path segment such as /groq); using {derived_prefix}"
-            ));
-            derived_prefix.clone()
-        }),
-        None => derived_prefix.clone(),
-    };
-    let default_upstream = match lookup(get, "default-upstream") {
-        Some((key, raw)) => upstream(&raw).unwrap_or_else(|| {
-            warn(format!(
-                "config {key}: \"{raw}\" is not an http(s) base URL; using {DEFAULT_UPSTREAM}"
-            ));
-            DEFAULT_UPSTREAM.to_owned()
-        }),
-        None => {
-            if name != DEFAULT_NAME {
-                warn(format!(
-                    "config name is \"{name}\" but default-upstream is not set: requests go to {DEFAULT_UPSTREAM} unless the operator overrides the upstream"
-                ));
-            }
-            DEFAULT_UPSTREAM.to_owned()
-        }
-    };
+    let Overrides {
+        name,
+        route_prefix,
+        default_upstream,
+    } = DEFAULTS.validated(get, warn);
     Descriptor {
         name,
         route_prefix,
         default_upstream,
         credential_sources: vec![CredentialSource::Bearer],
-    }
-}
-
-/// Looks `key` up, also under its `-`/`_` twin (`route-prefix` / `route_prefix`), since operators
-/// write both. Blank values count as absent. Returns the spelling found with the value.
-fn lookup(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<(String, String)> {
-    let twin: String = key
-        .chars()
-        .map(|c| match c {
-            '-' => '_',
-            '_' => '-',
-            other => other,
-        })
-        .collect();
-    [key.to_owned(), twin]
-        .into_iter()
-        .find_map(|k| get(&k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)))
-}
-
-fn parse_bool(raw: &str) -> Option<bool> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
     }
 }
 
@@ -199,43 +152,6 @@ fn token(raw: &str) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     ok.then_some(value)
-}
-
-fn provider_name(raw: &str) -> Option<String> {
-    let name = raw.trim().to_ascii_lowercase();
-    // The host's rule for plugin names: a lower-case letter, then letters, digits and `-`.
-    let ok = name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    ok.then_some(name)
-}
-
-fn route_prefix(raw: &str) -> Option<String> {
-    let segment = raw.trim().trim_start_matches('/').trim_end_matches('/');
-    // The host's rule: one segment of letters, digits, `-`, `_` and `.`, not one of its own routes.
-    let ok = !segment.is_empty()
-        && segment.len() <= 64
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !matches!(segment, "health" | "metrics" | "models.json");
-    ok.then(|| format!("/{segment}"))
-}
-
-fn upstream(raw: &str) -> Option<String> {
-    let url = raw.trim().trim_end_matches('/');
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    let ok = !host.is_empty()
-        && !url
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'?' | b'#'));
-    ok.then(|| url.to_owned())
 }
 
 /// Reads this plugin's configuration from the host.

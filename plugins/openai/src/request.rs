@@ -6,7 +6,7 @@
 //! every edit: never turn a request OpenAI would accept into one it rejects.
 
 use crate::de::{Flag, Text, lenient_struct};
-use crate::splice::{self, Edit, Member, json_string};
+use crate::splice::{self, Edit, Member, string as json_string};
 use crate::{AdapterError, RequestInfo, RequestPlan, Settings};
 use mnemom_plugin_sdk::notes;
 

@@ -10,7 +10,7 @@ use crate::{AdapterError, Extraction, ToolCall};
 /// (the `parse-response` export). A JSON object of neither API's shape (an embeddings list, say)
 /// yields only its model and usage; a body that is not a JSON object is `Unsupported`.
 pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
-    if !wire::looks_like_object(body) {
+    if !mnemom_plugin_sdk::json::starts_object(body) {
         return Err(AdapterError::Unsupported(
             "response body is not a JSON object".into(),
         ));

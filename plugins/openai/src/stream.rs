@@ -45,7 +45,7 @@ fn empty() -> StreamDelta {
 }
 
 fn decode(data: &str) -> Result<Doc<'_>, AdapterError> {
-    if !wire::looks_like_object(data.as_bytes()) {
+    if !mnemom_plugin_sdk::json::starts_object(data.as_bytes()) {
         return Err(AdapterError::Unsupported(
             "stream event data is not a JSON object".into(),
         ));

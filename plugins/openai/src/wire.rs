@@ -302,11 +302,6 @@ pub fn parse_doc(bytes: &[u8]) -> Result<Doc<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
-/// Whether `bytes` starts (after whitespace) like a JSON object.
-pub fn looks_like_object(bytes: &[u8]) -> bool {
-    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ use mnemom::gateway::types::{
     AdapterError, CredentialSource, Descriptor, Extraction, Fragment, GatewayError, RequestInfo,
     RequestPlan, SseEvent, StreamDelta,
 };
+use mnemom_plugin_sdk::json;
 
 struct Testkit;
 
@@ -96,11 +97,7 @@ impl Guest for Testkit {
             .map(str::to_owned);
         let new_body = match marker {
             Some(marker) if !object.contains_key("testkit_marker") => {
-                mnemom_plugin_sdk::json::prepend_member(
-                    &body,
-                    "testkit_marker",
-                    &serde_json::Value::String(marker),
-                )
+                json::prepend_raw_members(&body, &[("testkit_marker", json::string(&marker))])
             }
             _ => None,
         };
@@ -169,14 +166,39 @@ impl Guest for Testkit {
     }
 
     fn map_error(error: GatewayError) -> Vec<u8> {
-        serde_json::json!({
-            "error": {"message": error.message, "type": error.error_type, "code": error.status}
-        })
-        .to_string()
-        .into_bytes()
+        // `{"error":{"code","message","type"}}`: keys sorted, as `serde_json::json!` wrote them.
+        let body = json::object(&[
+            ("code", error.status.to_string()),
+            ("message", json::string(&error.message)),
+            ("type", json::string(&error.error_type)),
+        ]);
+        json::object(&[("error", body)]).into_bytes()
     }
 }
 
 // The export symbols only link in a wasm component; natively the crate is just checked.
 #[cfg(target_family = "wasm")]
 export!(Testkit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnemom::gateway::types::ErrorKind;
+
+    #[test]
+    fn error_bodies_are_byte_for_byte_what_json_macro_wrote() {
+        for (message, error_type) in [("m", "t"), ("quote \" \\ \n \u{1}\u{8} é ✓", "")] {
+            let error = GatewayError {
+                status: 502,
+                kind: ErrorKind::BadGateway,
+                error_type: error_type.into(),
+                message: message.into(),
+            };
+            let want = serde_json::json!({
+                "error": {"message": message, "type": error_type, "code": 502}
+            })
+            .to_string();
+            assert_eq!(String::from_utf8(Testkit::map_error(error)).unwrap(), want);
+        }
+    }
+}

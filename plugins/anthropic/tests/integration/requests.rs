@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use mnemom_adapter_anthropic::mnemom::gateway::types::{AdapterError, RequestInfo};
 use mnemom_adapter_anthropic::{Settings, request};
+use mnemom_plugin_sdk::testing::Expect;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,22 +21,6 @@ struct Case {
     system_notes: Vec<String>,
     body: String,
     expect: Expect,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Expect {
-    Error {
-        error: String,
-    },
-    Plan {
-        /// File holding the exact transformed body, or `null` when it is sent unchanged.
-        body: Option<String>,
-        streaming: bool,
-        model: Option<String>,
-        thinking_injected: bool,
-        notes_applied: u32,
-    },
 }
 
 fn cases() -> Vec<Case> {

@@ -2,19 +2,16 @@
 //! exercised by a golden test, and every expected file must belong to a fixture.
 
 use std::collections::BTreeSet;
-use std::fs;
+
+use mnemom_plugin_sdk::testing;
 
 use crate::support::fixtures_dir;
 use crate::{errors, requests, responses, streams};
 
 fn files_in(dir: &str) -> BTreeSet<String> {
-    fs::read_dir(fixtures_dir().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| e.file_name().into_string().unwrap())
-        .filter(|name| name != "README.md")
-        .collect()
+    let mut names = testing::file_names(&fixtures_dir().join(dir));
+    names.remove("README.md");
+    names
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 
 use mnemom_adapter_openai::{AdapterError, RequestInfo, RequestPlan, Settings, request};
+use mnemom_plugin_sdk::testing::Expect;
 use serde::Deserialize;
 
 use crate::support::fixtures_dir;
@@ -21,21 +22,6 @@ struct Case {
     config: HashMap<String, String>,
     input: Option<String>,
     expect: Expect,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Expect {
-    Error {
-        error: String,
-    },
-    Plan {
-        body: Option<String>,
-        streaming: bool,
-        model: Option<String>,
-        thinking_injected: bool,
-        notes_applied: u32,
-    },
 }
 
 /// The manifest, for tests elsewhere (coverage) that need the file list.

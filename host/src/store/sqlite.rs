@@ -1,0 +1,280 @@
+//! The SQLite implementation of the store's operations. Writes run in `BEGIN IMMEDIATE`
+//! transactions (take the write lock up front, so two writers queue on the busy timeout instead
+//! of failing a read-to-write upgrade); batches are multi-row `VALUES` in chunks that stay under
+//! SQLite's bind-parameter limit, all in one transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::records::{Agent, CheckpointRecord, UsageEventRecord, default_card, default_card_id};
+use super::{Store, StoreError};
+
+/// Rows per multi-row `INSERT`: 23 columns × 400 rows = 9,200 parameters, under SQLite's
+/// 32,766 limit with room to add columns.
+const CHUNK_ROWS: usize = 400;
+
+const AGENT_BY_ID: &str = concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = ?1");
+const AGENT_BY_HASH: &str = concat!(
+    "SELECT ",
+    agent_columns!(),
+    " FROM agents WHERE agent_hash = ?1"
+);
+
+/// Timestamps are stored as fixed-width UTC text with milliseconds (what the schema's
+/// `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` defaults produce), so text order is time order.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn json(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+pub(super) async fn agent_by_id(
+    store: &Store,
+    pool: &SqlitePool,
+    agent_id: &str,
+) -> Result<Option<Agent>, StoreError> {
+    let row = sqlx::query(AGENT_BY_ID)
+        .bind(agent_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| store.error("reading an agent", e))?;
+    row.map(|r| decode_agent(store, &r)).transpose()
+}
+
+pub(super) async fn get_or_create_agent(
+    store: &Store,
+    pool: &SqlitePool,
+    agent_hash: &str,
+    agent_id: &str,
+) -> Result<Agent, StoreError> {
+    let existing = sqlx::query(AGENT_BY_HASH)
+        .bind(agent_hash)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| store.error("reading an agent", e))?;
+    if let Some(row) = existing {
+        return decode_agent(store, &row);
+    }
+
+    let op = "creating an agent";
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| store.error(op, e))?;
+    let long_id = format!("smolt-{agent_hash}");
+    let candidates: &[&str] = if agent_id == long_id {
+        &[agent_id]
+    } else {
+        &[agent_id, &long_id]
+    };
+    let now = Utc::now();
+    for id in candidates {
+        // As on PostgreSQL: no conflict target, so a concurrent creator (unique agent_hash) or
+        // another key owning the id (primary key) makes this a no-op. The IMMEDIATE transaction
+        // already serializes creators.
+        let created = sqlx::query(
+            "INSERT INTO agents (id, agent_hash, created_at, last_seen) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(*id)
+        .bind(agent_hash)
+        .bind(timestamp(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| store.error(op, e))?;
+        if created.is_some() {
+            sqlx::query(
+                "INSERT INTO alignment_cards (id, agent_id, card_json, issued_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
+            )
+            .bind(default_card_id(id))
+            .bind(*id)
+            .bind(json(&default_card(id, now)))
+            .bind(timestamp(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store.error(op, e))?;
+            break;
+        }
+        let mine = sqlx::query("SELECT id FROM agents WHERE agent_hash = ?1")
+            .bind(agent_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| store.error(op, e))?;
+        if mine.is_some() {
+            break;
+        }
+    }
+    let row = sqlx::query(AGENT_BY_HASH)
+        .bind(agent_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| store.error("reading an agent", e))?;
+    tx.commit().await.map_err(|e| store.error(op, e))?;
+    match row {
+        Some(row) => decode_agent(store, &row),
+        None => Err(StoreError::AgentIdConflict {
+            target: store.config.describe(),
+            agent_hash: agent_hash.to_owned(),
+        }),
+    }
+}
+
+pub(super) async fn touch_last_seen(
+    store: &Store,
+    pool: &SqlitePool,
+    latest: &BTreeMap<&str, DateTime<Utc>>,
+) -> Result<u64, StoreError> {
+    let op = "updating last_seen";
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| store.error(op, e))?;
+    let mut updated = 0;
+    // One prepared statement per agent inside one transaction: on SQLite that costs microseconds
+    // each (no round trips), and the transaction makes it one fsync.
+    for (id, at) in latest {
+        let result = sqlx::query(
+            "UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
+        )
+        .bind(*id)
+        .bind(timestamp(*at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store.error(op, e))?;
+        updated += result.rows_affected();
+    }
+    tx.commit().await.map_err(|e| store.error(op, e))?;
+    Ok(updated)
+}
+
+pub(super) async fn insert_checkpoints(
+    store: &Store,
+    pool: &SqlitePool,
+    batch: &[CheckpointRecord],
+) -> Result<u64, StoreError> {
+    let op = "inserting checkpoints";
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| store.error(op, e))?;
+    let mut inserted = 0;
+    for chunk in batch.chunks(CHUNK_ROWS) {
+        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+            "INSERT INTO integrity_checkpoints (",
+            checkpoint_columns!(),
+            ") "
+        ));
+        builder.push_values(chunk, |mut row, r| {
+            let a = r.attestation.as_ref();
+            row.push_bind(r.checkpoint_id.clone())
+                .push_bind(r.agent_id.clone())
+                .push_bind(r.card_id.clone())
+                .push_bind(r.session_id.clone())
+                .push_bind(timestamp(r.timestamp))
+                .push_bind(r.thinking_block_hash.clone())
+                .push_bind(r.provider.clone())
+                .push_bind(r.model.clone())
+                .push_bind(r.verdict.as_str())
+                .push_bind(json(&r.concerns))
+                .push_bind(r.reasoning_summary.clone())
+                .push_bind(r.conscience_context.as_ref().map(json))
+                .push_bind(r.window_position.as_ref().map(json))
+                .push_bind(r.analysis_metadata.as_ref().map(json))
+                .push_bind(r.linked_trace_id.clone())
+                .push_bind(r.source.as_str())
+                .push_bind(a.map(|a| a.input_commitment.clone()))
+                .push_bind(a.map(|a| a.issuer_signature.clone()))
+                .push_bind(a.map(|a| a.signing_key_id.clone()))
+                .push_bind(a.map(|a| a.chain_hash.clone()))
+                .push_bind(a.and_then(|a| a.prev_chain_hash.clone()))
+                .push_bind(a.and_then(|a| a.merkle_leaf_index))
+                .push_bind(a.and_then(|a| a.certificate_id.clone()));
+        });
+        builder.push(" ON CONFLICT (checkpoint_id) DO NOTHING");
+        let result = builder
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store.error(op, e))?;
+        inserted += result.rows_affected();
+    }
+    tx.commit().await.map_err(|e| store.error(op, e))?;
+    Ok(inserted)
+}
+
+pub(super) async fn insert_usage_events(
+    store: &Store,
+    pool: &SqlitePool,
+    batch: &[UsageEventRecord],
+) -> Result<u64, StoreError> {
+    let op = "inserting usage events";
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| store.error(op, e))?;
+    let mut inserted = 0;
+    for chunk in batch.chunks(CHUNK_ROWS) {
+        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+            "INSERT INTO usage_events (",
+            usage_columns!(),
+            ") "
+        ));
+        builder.push_values(chunk, |mut row, r| {
+            row.push_bind(r.id.clone())
+                .push_bind(r.agent_id.clone())
+                .push_bind(r.session_id.clone())
+                .push_bind(r.trace_id.clone())
+                .push_bind(timestamp(r.timestamp))
+                .push_bind(r.provider.clone())
+                .push_bind(r.model.clone())
+                .push_bind(r.tokens_in)
+                .push_bind(r.tokens_out)
+                .push_bind(r.duration_ms)
+                .push_bind(r.tool_count)
+                .push_bind(r.gateway_log_id.clone());
+        });
+        builder.push(" ON CONFLICT (id) DO NOTHING");
+        let result = builder
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store.error(op, e))?;
+        inserted += result.rows_affected();
+    }
+    tx.commit().await.map_err(|e| store.error(op, e))?;
+    Ok(inserted)
+}
+
+pub(super) async fn recent_checkpoints(
+    store: &Store,
+    pool: &SqlitePool,
+    agent_id: &str,
+    session_id: &str,
+    limit: u32,
+) -> Result<Vec<CheckpointRecord>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        checkpoint_columns!(),
+        " FROM integrity_checkpoints WHERE agent_id = ?1 AND session_id = ?2 \
+         ORDER BY timestamp DESC LIMIT ?3"
+    ))
+    .bind(agent_id)
+    .bind(session_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store.error("reading checkpoints", e))?;
+    rows.iter()
+        .map(|row| decode_checkpoint!(store, row))
+        .collect()
+}
+
+fn decode_agent(store: &Store, row: &SqliteRow) -> Result<Agent, StoreError> {
+    decode_agent!(store, row)
+}
