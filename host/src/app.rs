@@ -1,5 +1,6 @@
 //! Wiring: builds the gateway from a validated configuration (engine, plugin registry, upstream
-//! client, proxy, metrics) and runs its HTTP server until shutdown.
+//! client, proxy, metrics, and with a database the background writer and usage recording) and
+//! runs its HTTP server until shutdown, draining the writer last.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +25,13 @@ use crate::proxy::error::not_found;
 use crate::proxy::exchange::ExchangeObserver;
 use crate::proxy::handler::Proxy;
 use crate::proxy::upstream::build_client;
-use crate::store::{OpenError, Store, StoreConfig};
+use crate::store::{AgentSettings, OpenError, Store, StoreConfig};
+use crate::usage::UsageRecorder;
+use crate::writer::{JournalError, Writer, WriterSettings};
+
+/// The writer gets at least this long to drain after the connections are done, even when they
+/// used up the grace period (journaling what the database does not take is quick).
+const MIN_WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,18 @@ pub enum BuildError {
     /// No adapter could be loaded at all.
     #[error("no provider adapter could be loaded: {0}")]
     NoAdapters(String),
+    /// The background writer's journal cannot be opened.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What [`App::build_from`] adds to a gateway built from parts: the database and its writer.
+struct Persistence {
+    store: Store,
+    /// The store was opened while the database was unreachable: the writer checks the schema
+    /// before its first write.
+    degraded: bool,
+    writer: WriterSettings,
 }
 
 /// The assembled gateway.
@@ -70,11 +89,17 @@ pub struct App {
     pub cache: Cache,
     /// The database (set by [`App::build_from`]; absent for gateways built from parts).
     pub store: std::sync::OnceLock<Store>,
+    /// The background writer (with a database).
+    pub writer: Option<Writer>,
+    /// Agent settings through the cache (with a database).
+    pub agents: Option<crate::agents::Agents>,
 }
 
 impl App {
     /// Builds the gateway from one configuration source (the environment in production, a
-    /// map in tests): the validated [`Config`], the license, and the cache settings.
+    /// map in tests): the validated [`Config`], the license, the cache, the database with its
+    /// background writer, and usage recording. Completed exchanges go to the usage recorder,
+    /// then to `observer`.
     pub async fn build_from(
         source: &dyn ConfigSource,
         observer: Arc<dyn ExchangeObserver>,
@@ -83,28 +108,43 @@ impl App {
         let license = Arc::new(crate::license::License::from_source(source)?);
         let cache_settings = CacheSettings::from_source(source)?;
         let store_config = StoreConfig::from_source(source, &config.data_dir)?;
-        let store = match Store::open_for_serve(&store_config).await {
-            Ok(store) => store,
+        let writer_settings = WriterSettings::from_source(source, &config.data_dir)?;
+        let (store, degraded) = match Store::open_for_serve(&store_config).await {
+            Ok(store) => (store, false),
             Err(e) => {
                 // Only "unreachable" starts degraded; a schema that is behind, broken, or a
                 // rejected connection (password, TLS, missing database) stops the process.
                 let (store, cause) = e.into_degraded()?;
                 tracing::warn!(database = %store_config.describe(), error = %cause, "database unreachable at start-up; serving degraded");
-                store
+                (store, true)
             }
         };
         tracing::info!(database = %store_config.describe(), backend = store.backend_name(), "database");
-        let app = Self::build_with(config, license, cache_settings, observer).await?;
-        let _ = app.store.set(store);
-        Ok(app)
+        let persistence = Persistence {
+            store,
+            degraded,
+            writer: writer_settings,
+        };
+        Self::assemble(config, license, cache_settings, observer, Some(persistence)).await
     }
 
-    /// Builds the gateway from its parts: loads plugins, connects nothing eagerly.
+    /// Builds the gateway from its parts: loads plugins, connects nothing eagerly. No database:
+    /// nothing is recorded.
     pub async fn build_with(
         config: Config,
         license: Arc<crate::license::License>,
         cache_settings: CacheSettings,
         observer: Arc<dyn ExchangeObserver>,
+    ) -> Result<Arc<Self>, BuildError> {
+        Self::assemble(config, license, cache_settings, observer, None).await
+    }
+
+    async fn assemble(
+        config: Config,
+        license: Arc<crate::license::License>,
+        cache_settings: CacheSettings,
+        observer: Arc<dyn ExchangeObserver>,
+        persistence: Option<Persistence>,
     ) -> Result<Arc<Self>, BuildError> {
         for dir in &config.plugin_dirs {
             if !dir.is_dir() {
@@ -132,6 +172,26 @@ impl App {
                 .collect();
             return Err(BuildError::NoAdapters(reasons.join("; ")));
         }
+        let store = std::sync::OnceLock::new();
+        let (writer, agents, observer) = match persistence {
+            Some(p) => {
+                // Started last: a gateway that fails to build leaves no writer behind.
+                let writer = Writer::start(
+                    p.store.clone(),
+                    p.degraded,
+                    p.writer,
+                    &metrics,
+                    Some(cache.clone()),
+                )?;
+                tracing::info!(journal = %writer.journal_dir().display(), "background writer started");
+                let agents = crate::agents::Agents::new(cache.clone(), p.store.clone());
+                let _ = store.set(p.store);
+                let observer: Arc<dyn ExchangeObserver> =
+                    Arc::new(UsageRecorder::new(writer.clone()).then(observer));
+                (Some(writer), Some(agents), observer)
+            }
+            None => (None, None, observer),
+        };
         let config = Arc::new(config);
         let proxy = Arc::new(Proxy {
             config: config.clone(),
@@ -139,6 +199,7 @@ impl App {
             client: build_client(config.connect_timeout),
             observer,
             license: license.clone(),
+            in_flight: Default::default(),
         });
         Ok(Arc::new(Self {
             config,
@@ -149,8 +210,17 @@ impl App {
             initial_load,
             license,
             cache,
-            store: std::sync::OnceLock::new(),
+            store,
+            writer,
+            agents,
         }))
+    }
+
+    /// An agent's settings, read through the cache: a hit is the answer; a miss is `None` (use
+    /// the defaults) and loads the agent into the cache in the background. Never waits for the
+    /// database. `None` too for a gateway without a database.
+    pub async fn agent_settings(&self, agent_id: &str) -> Option<AgentSettings> {
+        self.agents.as_ref()?.settings(agent_id).await
     }
 
     /// Routes one request.
@@ -163,12 +233,14 @@ impl App {
             "/health/live" => return ops::live(),
             "/health/ready" => {
                 let (cache, database) = tokio::join!(self.cache.ping(), self.database_health());
+                let writer = self.writer.as_ref().map(Writer::health);
                 return ops::ready(
                     &self.lifecycle,
                     &self.registry,
                     &self.license,
                     &cache,
                     &database,
+                    writer.as_ref(),
                 );
             }
             "/health/startup" => return ops::startup(&self.lifecycle),
@@ -279,18 +351,33 @@ impl App {
         }
         self.lifecycle.mark_shutting_down();
         drop(listener);
+        let grace_end = tokio::time::Instant::now() + self.config.shutdown_grace;
         tracing::info!(
             grace_seconds = self.config.shutdown_grace.as_secs(),
             "shutting down: draining in-flight requests"
         );
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(self.config.shutdown_grace) => {
+            () = tokio::time::sleep_until(grace_end) => {
                 tracing::warn!("grace period over; closing remaining connections");
             }
         }
         watcher.abort();
         refresher.abort();
+        if let Some(writer) = &self.writer {
+            // Answered requests whose exchange is still being extracted: their records must
+            // reach the writer before it drains.
+            while self.proxy.in_flight.count() > 0 && tokio::time::Instant::now() < grace_end {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let deadline = grace_end.max(tokio::time::Instant::now() + MIN_WRITER_DRAIN);
+            let report = writer.shutdown(deadline).await;
+            tracing::info!(
+                journal_records = report.journal_records,
+                unflushed = report.unflushed,
+                "background writer drained"
+            );
+        }
     }
 
     fn spawn_connection(

@@ -1,6 +1,7 @@
 //! mnemom-gateway: a self-hosted LLM gateway. The host owns the hot path (sockets, routing,
 //! streaming, metrics); provider adapters and AIP policies are WebAssembly components.
 
+pub mod agents;
 pub mod app;
 pub mod cache;
 pub mod config;
@@ -11,3 +12,5 @@ pub mod ops;
 pub mod plugin;
 pub mod proxy;
 pub mod store;
+pub mod usage;
+pub mod writer;

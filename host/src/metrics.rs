@@ -3,7 +3,8 @@
 //! is present from start-up with its known label values at zero.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Providers known at start-up (label values pre-created at zero).
@@ -22,8 +23,21 @@ pub const AIP_VERDICTS: &[&str] = &[
 pub const CACHE_OPERATIONS: &[&str] = &["get", "put", "delete", "list"];
 /// Cache results.
 pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "error"];
-/// Background tasks of this version.
-pub const BACKGROUND_TASKS: &[&str] = &["extraction"];
+/// Background tasks of this version: response extraction, and the background writer's units of
+/// work (an agent made sure of, a usage event or checkpoint persisted, an agent's `last_seen`
+/// written, a record replayed from the journal).
+pub const BACKGROUND_TASKS: &[&str] = &[
+    "extraction",
+    "agent",
+    "usage_event",
+    "checkpoint",
+    "last_seen",
+    "journal_replay",
+];
+/// Record kinds of the background writer.
+pub const WRITER_KINDS: &[&str] = &["usage_event", "checkpoint", "last_seen"];
+/// Why the background writer lost a record (each is also logged).
+pub const WRITER_DROP_REASONS: &[&str] = &["journal_full", "journal_io", "journal_corrupt"];
 /// Scheduled jobs of the observer role and the results a run can have.
 pub const CRON_JOBS: &[&str] = &[
     "nudge_expiry",
@@ -77,6 +91,22 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     /// `gateway_plugins_loaded`: plugins in the active set.
     pub plugins_loaded: IntGauge,
+    /// `gateway_writer_queue_depth`: records in the writer's memory queue.
+    pub writer_queue_depth: IntGauge,
+    /// `gateway_writer_last_seen_pending`: agents whose `last_seen` waits for the next batch.
+    pub writer_last_seen_pending: IntGauge,
+    /// `gateway_writer_journal_records`: records in the journal not yet written to the database.
+    pub writer_journal_records: IntGauge,
+    /// `gateway_writer_journal_bytes`: size of the journal's segment files.
+    pub writer_journal_bytes: IntGauge,
+    /// `gateway_writer_records_rejected_total{kind}`: records the database refused (a constraint
+    /// or a value it cannot store), set aside so they do not block the queue.
+    pub writer_rejected_total: IntCounterVec,
+    /// `gateway_writer_records_dropped_total{reason}`: records lost (`journal_full`,
+    /// `journal_io`, `journal_corrupt`).
+    pub writer_dropped_total: IntCounterVec,
+    /// `gateway_writer_retries_total`: failed write attempts that were retried (or journaled).
+    pub writer_retries_total: IntCounter,
 }
 
 impl Metrics {
@@ -100,6 +130,11 @@ impl Metrics {
             )?;
             registry.register(Box::new(h.clone()))?;
             Ok(h)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
         };
         let metrics = Self {
             requests_total: counter(
@@ -170,21 +205,47 @@ impl Metrics {
                 "Response extractions (thinking, text, tool calls, usage), by provider and result.",
                 &["provider", "result"],
             )?,
-            active_streams: {
-                let g = IntGauge::new(
-                    "gateway_active_streams",
-                    "Responses currently being streamed to clients.",
+            active_streams: gauge(
+                "gateway_active_streams",
+                "Responses currently being streamed to clients.",
+            )?,
+            plugins_loaded: gauge(
+                "gateway_plugins_loaded",
+                "Plugins in the active plugin set.",
+            )?,
+            writer_queue_depth: gauge(
+                "gateway_writer_queue_depth",
+                "Records in the background writer's memory queue.",
+            )?,
+            writer_last_seen_pending: gauge(
+                "gateway_writer_last_seen_pending",
+                "Agents whose last_seen update waits for the background writer's next batch.",
+            )?,
+            writer_journal_records: gauge(
+                "gateway_writer_journal_records",
+                "Records in the background writer's journal not yet written to the database.",
+            )?,
+            writer_journal_bytes: gauge(
+                "gateway_writer_journal_bytes",
+                "Size of the background writer's journal files.",
+            )?,
+            writer_rejected_total: counter(
+                "gateway_writer_records_rejected_total",
+                "Records the database refused (constraint or invalid value), set aside, by kind.",
+                &["kind"],
+            )?,
+            writer_dropped_total: counter(
+                "gateway_writer_records_dropped_total",
+                "Records the background writer lost, by reason.",
+                &["reason"],
+            )?,
+            writer_retries_total: {
+                let c = IntCounter::new(
+                    "gateway_writer_retries_total",
+                    "Failed background-writer attempts that were retried or journaled.",
                 )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
-            plugins_loaded: {
-                let g = IntGauge::new(
-                    "gateway_plugins_loaded",
-                    "Plugins in the active plugin set.",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
+                registry.register(Box::new(c.clone()))?;
+                c
             },
             registry,
         };
@@ -213,6 +274,12 @@ impl Metrics {
         }
         for task in BACKGROUND_TASKS {
             self.background_tasks_total.with_label_values(&[task]);
+        }
+        for kind in WRITER_KINDS {
+            self.writer_rejected_total.with_label_values(&[kind]);
+        }
+        for reason in WRITER_DROP_REASONS {
+            self.writer_dropped_total.with_label_values(&[reason]);
         }
         for job in CRON_JOBS {
             for result in CRON_RESULTS {

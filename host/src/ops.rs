@@ -109,13 +109,16 @@ pub fn startup(lifecycle: &Lifecycle) -> Response<GatewayBody> {
 /// it has started, is not shutting down, and can route (at least one adapter loaded).
 ///
 /// The license entry is informative: an invalid license answers proxied requests with 403 but
-/// never takes the pod out of service (every replica holds the same license).
+/// never takes the pod out of service (every replica holds the same license). A degraded
+/// database, cache or writer makes the body `degraded` with HTTP 200: the gateway still proxies
+/// (writes are buffered, lookups fall through).
 pub fn ready(
     lifecycle: &Lifecycle,
     registry: &PluginRegistry,
     license: &crate::license::License,
     cache: &crate::cache::CacheHealth,
     database: &DependencyHealth,
+    writer: Option<&crate::writer::WriterHealth>,
 ) -> Response<GatewayBody> {
     let began = Instant::now();
     let set = registry.current();
@@ -144,22 +147,33 @@ pub fn ready(
         ("shutting_down", StatusCode::SERVICE_UNAVAILABLE)
     } else if !plugins_ok {
         ("not_ready", StatusCode::SERVICE_UNAVAILABLE)
-    } else if cache.status != crate::cache::HealthStatus::Ok || database.status == "degraded" {
-        // Degraded, still in service: requests are served without the cache.
+    } else if cache.status != crate::cache::HealthStatus::Ok
+        || database.status == "degraded"
+        || writer.is_some_and(|w| w.status != "ok")
+    {
+        // Degraded, still in service: requests are served without the cache, and writes are
+        // buffered (memory, then the journal) until the database answers.
         ("degraded", StatusCode::OK)
     } else {
         ("ok", StatusCode::OK)
     };
+    let mut checks = serde_json::json!({
+        "plugins": plugins,
+        "database": serde_json::to_value(database).unwrap_or_default(),
+        "cache": serde_json::to_value(cache).unwrap_or_default(),
+        "license": license.readiness(),
+    });
+    if let (Some(writer), Some(map)) = (writer, checks.as_object_mut()) {
+        map.insert(
+            "writer".to_owned(),
+            serde_json::to_value(writer).unwrap_or_default(),
+        );
+    }
     json(
         code,
         serde_json::json!({
             "status": status,
-            "checks": {
-                "plugins": plugins,
-                "database": serde_json::to_value(database).unwrap_or_default(),
-                "cache": serde_json::to_value(cache).unwrap_or_default(),
-                "license": license.readiness(),
-            },
+            "checks": checks,
             "timestamp": timestamp(),
         }),
     )

@@ -71,3 +71,31 @@ impl ExchangeObserver for LogObserver {
         );
     }
 }
+
+/// Exchanges whose extraction task has not delivered them yet. Shutdown waits for these, so the
+/// records of every answered request reach the observers (and the writer) before it drains.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    /// Counts one exchange until the guard drops.
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.0.clone())
+    }
+
+    /// Exchanges not yet delivered.
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One exchange in flight (see [`InFlight`]).
+#[derive(Debug)]
+pub struct InFlightGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

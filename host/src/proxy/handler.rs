@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{BodyOutcome, Capture, GatewayBody, ReadError, TeeBody, read_limited};
 use super::error::ProxyError;
-use super::exchange::{Exchange, ExchangeObserver};
+use super::exchange::{Exchange, ExchangeObserver, InFlight, InFlightGuard};
 use super::extract::{Extracted, StreamAccumulator};
 use super::headers::{self, add_cors};
 use super::identity::{AgentIdentity, KeyError, extract_key};
@@ -46,6 +46,8 @@ pub struct Proxy {
     pub observer: Arc<dyn ExchangeObserver>,
     /// The verified license (gates every proxied request).
     pub license: Arc<crate::license::License>,
+    /// Exchanges not yet delivered to the observer.
+    pub in_flight: InFlight,
 }
 
 /// What the request stage hands to the response stage.
@@ -344,6 +346,7 @@ impl Proxy {
             status: status.as_u16(),
             is_sse,
             abandoned,
+            _in_flight: self.in_flight.enter(),
         };
         tokio::spawn(task.run(source, end_rx));
 
@@ -374,6 +377,8 @@ struct ExtractionTask {
     status: u16,
     is_sse: bool,
     abandoned: Arc<AtomicBool>,
+    /// Held until the exchange is delivered (the task ends after `observe`).
+    _in_flight: InFlightGuard,
 }
 
 impl ExtractionTask {

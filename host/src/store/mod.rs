@@ -21,7 +21,7 @@ mod schema;
 mod sqlite;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -425,6 +425,34 @@ impl StoreError {
                 ..
             } => !matches!(db.kind(), sqlx::error::ErrorKind::Other),
             _ => false,
+        }
+    }
+
+    /// Whether the record itself is at fault, so that retrying it can never succeed: a
+    /// constraint violation ([`StoreError::is_constraint_violation`]) or a value the database
+    /// cannot store (PostgreSQL class 22, data exception; SQLite `SQLITE_CONSTRAINT`,
+    /// `SQLITE_MISMATCH`, `SQLITE_TOOBIG`, `SQLITE_RANGE`). The background writer sets such a
+    /// record aside; any other failure (an unreachable database, a missing table) is the
+    /// database's, and the records wait for it.
+    pub fn is_record_error(&self) -> bool {
+        if self.is_constraint_violation() {
+            return true;
+        }
+        let StoreError::Query {
+            source: sqlx::Error::Database(db),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let Some(code) = db.code() else {
+            return false;
+        };
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            code.parse::<i64>()
+                .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+        } else {
+            code.starts_with("22")
         }
     }
 

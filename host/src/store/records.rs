@@ -124,8 +124,10 @@ text_enum! {
     }
 }
 
-/// An agent's settings: the columns the request path needs (through the cache).
+/// An agent's settings: the columns the request path needs (through the cache). Fields missing
+/// from a cached JSON value take the column defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AgentSettings {
     /// AAP tracing on.
     pub aap_enabled: bool,

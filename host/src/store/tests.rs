@@ -51,15 +51,15 @@ fn unique_name() -> String {
 }
 
 /// A fresh database, dropped by [`TestDb::finish`] (or, if the test panicked, on drop).
-struct TestDb {
-    store: Store,
-    config: StoreConfig,
+pub(crate) struct TestDb {
+    pub(crate) store: Store,
+    pub(crate) config: StoreConfig,
     postgres: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
-    async fn postgres() -> Self {
+    pub(crate) async fn postgres() -> Self {
         let name = create_postgres_database().await;
         let config = StoreConfig::from_url(Some(&url_for(&admin_url(), &name)), Path::new("."))
             .expect("test database URL");
@@ -71,7 +71,7 @@ impl TestDb {
         }
     }
 
-    fn sqlite() -> Self {
+    pub(crate) fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // The embedded default, in a nested directory that does not exist yet.
         let config = StoreConfig::from_url(None, &dir.path().join("data"));
@@ -84,7 +84,7 @@ impl TestDb {
         }
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         self.store.close().await;
         if let Some(name) = self.postgres.take() {
             drop_postgres_database(&name).await;
@@ -167,7 +167,7 @@ async fn exec_both(store: &Store, sql: &str) -> Result<u64, StoreError> {
     exec(store, sql, sql).await
 }
 
-async fn scalar_i64(store: &Store, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(store: &Store, sql: &str) -> i64 {
     match &store.pool {
         Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
             .fetch_one(pool)
@@ -213,17 +213,17 @@ fn all_versions() -> Vec<i64> {
 }
 
 /// A timestamp both backends store exactly (milliseconds).
-fn at(ms: i64) -> DateTime<Utc> {
+pub(crate) fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(1_790_000_000_000 + ms)
         .single()
         .expect("valid timestamp")
 }
 
-fn hash_of(n: u64) -> String {
+pub(crate) fn hash_of(n: u64) -> String {
     format!("{n:016x}")
 }
 
-fn checkpoint(id: &str, agent_id: &str, session_id: &str, ms: i64) -> CheckpointRecord {
+pub(crate) fn checkpoint(id: &str, agent_id: &str, session_id: &str, ms: i64) -> CheckpointRecord {
     CheckpointRecord {
         checkpoint_id: id.to_owned(),
         agent_id: agent_id.to_owned(),
@@ -247,7 +247,7 @@ fn checkpoint(id: &str, agent_id: &str, session_id: &str, ms: i64) -> Checkpoint
     }
 }
 
-fn usage(id: &str, agent_id: &str, ms: i64) -> UsageEventRecord {
+pub(crate) fn usage(id: &str, agent_id: &str, ms: i64) -> UsageEventRecord {
     UsageEventRecord {
         id: id.to_owned(),
         agent_id: agent_id.to_owned(),

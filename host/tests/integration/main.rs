@@ -15,3 +15,4 @@ mod hot_reload;
 mod ops;
 mod sdk;
 mod support;
+mod writer;

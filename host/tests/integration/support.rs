@@ -57,6 +57,8 @@ impl Collector {
 /// A gateway running in this process.
 pub struct TestGateway {
     _data: tempfile::TempDir,
+    /// `MNEMOM_DATA_DIR` (a temporary directory unless the test set one).
+    pub data_dir: PathBuf,
     pub app: Arc<App>,
     pub addr: SocketAddr,
     pub collector: Arc<Collector>,
@@ -98,6 +100,11 @@ impl TestGateway {
         if !pairs.iter().any(|(k, _)| k == "MNEMOM_DATA_DIR") {
             pairs.push(("MNEMOM_DATA_DIR".into(), data.path().display().to_string()));
         }
+        let data_dir = pairs
+            .iter()
+            .find(|(k, _)| k == "MNEMOM_DATA_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| data.path().to_owned());
         let source = MapSource::from_pairs(pairs);
         let collector = Arc::new(Collector::default());
         let app = App::build_from(&source, collector.clone())
@@ -115,6 +122,7 @@ impl TestGateway {
         }
         Self {
             _data: data,
+            data_dir,
             app,
             addr,
             collector,
@@ -310,4 +318,254 @@ impl ConfigMapDir {
             let _ = std::fs::remove_dir_all(root.join(old));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases and dependencies for the persistence tests.
+
+/// The server the tests create their databases on (`MNEMOM_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("MNEMOM_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh, migrated PostgreSQL database, dropped when this goes out of scope.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: sqlx::PgPool,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = postgres_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {admin}: {e}"));
+        let name = format!(
+            "mnemom_it_{}_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_subsec_nanos(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut attempts = 0;
+        loop {
+            // CREATE DATABASE fails while another session uses template1: retry.
+            match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut conn)
+                .await
+            {
+                Ok(_) => break,
+                Err(_) if attempts < 20 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("CREATE DATABASE {name}: {e}"),
+            }
+        }
+        let _ = conn.close().await;
+        let (root, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{root}/{name}");
+        let config =
+            mnemom_gateway::store::StoreConfig::from_url(Some(&url), Path::new(".")).unwrap();
+        mnemom_gateway::store::run_migrate(&config)
+            .await
+            .expect("migrations apply");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        Self { name, url, pool }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Counts rows in the embedded SQLite database under `data_dir`.
+pub async fn sqlite_count(data_dir: &Path, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("mnemom.db"))
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+    n
+}
+
+/// Polls `probe` every 50 ms until it returns `want` (panics after `limit`).
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, want: i64, probe: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let got = probe().await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: expected {want}, got {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a request and collects the response; `None` if the gateway could not be reached or the
+/// body did not complete (for load that runs into a shutdown).
+pub async fn try_post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Option<Collected> {
+    let mut builder = Request::post(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .ok()?;
+    let response = client().request(request).await.ok()?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    Some(Collected {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// One proxied request of a rotating kind (providers, streaming or not) for caller `key`;
+/// whether the gateway answered it completely with 200.
+pub async fn one_request(base: &str, key: &str, n: usize) -> bool {
+    let bearer = format!("Bearer {key}");
+    let response = match n % 4 {
+        0 => {
+            try_post(
+                &format!("{base}/anthropic/v1/messages"),
+                &[("x-api-key", key), ("anthropic-version", "2023-06-01")],
+                r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await
+        }
+        1 => {
+            try_post(
+                &format!("{base}/anthropic/v1/messages"),
+                &[("x-api-key", key), ("anthropic-version", "2023-06-01")],
+                r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await
+        }
+        2 => {
+            try_post(
+                &format!("{base}/openai/v1/chat/completions"),
+                &[("authorization", bearer.as_str())],
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await
+        }
+        _ => {
+            try_post(
+                &format!("{base}/openai/v1/chat/completions"),
+                &[("authorization", bearer.as_str())],
+                r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await
+        }
+    };
+    response.is_some_and(|r| r.status == StatusCode::OK)
+}
+
+/// A TCP relay to `target` that can be cut: closing it refuses new connections and drops the
+/// open ones (what clients see when a server goes away).
+pub struct TcpRelay {
+    pub addr: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpRelay {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            task: Some(task),
+        }
+    }
+
+    /// Stops listening and drops every relayed connection.
+    pub async fn close(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TcpRelay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }

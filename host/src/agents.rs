@@ -1,0 +1,121 @@
+//! Agent settings for the request path, read through the cache and never from the database on the
+//! request: a hit is the answer; a miss answers `None` (the caller uses the defaults) and starts
+//! one background load per agent that fills the cache for the next request.
+//!
+//! The value lives at the original's key, `quota:agent:<agent_id>` (300 s), as a JSON object with
+//! an `agent_settings` member, the shape of the original's `QuotaContext` (fields it does not
+//! have take the column defaults), so deleting that key on containment, as the original did,
+//! makes the next request reload the agent.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Cache, keys};
+use crate::store::{Agent, AgentSettings, Store};
+
+/// After a failed load, loads wait this long before asking the database again (the database is
+/// probably down; every request would otherwise start one).
+const LOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The cached value: the part of the original's `QuotaContext` the gateway reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedAgent {
+    /// The agent's settings.
+    pub agent_settings: AgentSettings,
+}
+
+/// Puts an agent's settings in the cache (after it was created or loaded). Fail-open.
+pub async fn remember(cache: &Cache, agent: &Agent) {
+    let key = keys::quota_agent(&agent.id);
+    let value = CachedAgent {
+        agent_settings: agent.settings.clone(),
+    };
+    cache.put_json(&key, &value, Some(key.ttl)).await;
+}
+
+/// Reads agent settings through the cache.
+#[derive(Debug, Clone)]
+pub struct Agents {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cache: Cache,
+    store: Store,
+    loading: Mutex<HashSet<String>>,
+    retry_after: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Agents {
+    /// Settings read from `cache`, loaded from `store` on a miss.
+    pub fn new(cache: Cache, store: Store) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                store,
+                loading: Mutex::new(HashSet::new()),
+                retry_after: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The agent's settings if the cache has them. On a miss (or a cache failure) `None`: the
+    /// caller goes on with [`AgentSettings::default`], and a background task loads the agent from
+    /// the database into the cache (one at a time per agent; an unknown agent is not cached).
+    /// Never waits for the database.
+    pub async fn settings(&self, agent_id: &str) -> Option<AgentSettings> {
+        let key = keys::quota_agent(agent_id);
+        if let Some(cached) = self.inner.cache.get_json::<CachedAgent>(&key).await {
+            return Some(cached.agent_settings);
+        }
+        self.load_in_background(agent_id);
+        None
+    }
+
+    fn load_in_background(&self, agent_id: &str) {
+        let now = tokio::time::Instant::now();
+        if self
+            .inner
+            .retry_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| now < t)
+        {
+            return;
+        }
+        if !self
+            .inner
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(agent_id.to_owned())
+        {
+            return;
+        }
+        let inner = self.inner.clone();
+        let agent_id = agent_id.to_owned();
+        tokio::spawn(async move {
+            match inner.store.agent(&agent_id).await {
+                Ok(Some(agent)) => remember(&inner.cache, &agent).await,
+                Ok(None) => {}
+                Err(e) => {
+                    *inner
+                        .retry_after
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        Some(tokio::time::Instant::now() + LOAD_RETRY_AFTER);
+                    tracing::debug!(agent = %agent_id, error = %e, "loading agent settings failed");
+                }
+            }
+            inner
+                .loading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&agent_id);
+        });
+    }
+}
