@@ -22,3 +22,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
 
+
+log "chart tests (Helm 3.12/3.19/4 lint+template, kubernetes-validate 1.27/newest, CRD schema, chart-to-process)"
+tests/chart/run.sh

@@ -6,6 +6,11 @@ namespace whose root is a read-only file system laid out like the image (the bin
 ConfigMaps in the kubelet's `..data` symlink layout) and the pod's security context applied
 (uid/gid, fsGroup as supplementary group, no new privileges, no capabilities).
 
+Init containers of the gateway image run the same way (`start(..., container_name=...)` looks in
+`initContainers` too). An init container of another image (the PostgreSQL image's
+`wait-for-postgresql`) runs its command on the host with the same uid/gid, no capabilities and
+its rendered environment (`run_host_command`): the host has the PostgreSQL client tools.
+
 Needs root (unshare, mount, chroot, setpriv) — as on the project's machines and CI.
 """
 
@@ -26,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import chartlib as cl
 
@@ -107,17 +112,71 @@ def container_env(
 
 
 def rewrite_cluster_hosts(env: dict[str, str], objects: cl.Objects, overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """Points URLs at in-cluster Services of the release to 127.0.0.1 (the machine's own Redis and
-    PostgreSQL, which the persistence tests use); `overrides` replaces whole variables
-    (e.g. DATABASE_URL from MNEMOM_TEST_DATABASE_URL)."""
+    """Points in-cluster Services of the release to 127.0.0.1 (the machine's own Redis and
+    PostgreSQL), in URLs and as whole values (PGHOST); `overrides` replaces whole variables."""
     services = objects.names("Service")
     out = {}
     for k, v in env.items():
         for svc in services:
-            v = re.sub(rf"(?<=[@/]){re.escape(svc)}(\.{cl.NAMESPACE}(\.svc(\.cluster\.local)?)?)?(?=[:/?]|$)", "127.0.0.1", v)
+            v = re.sub(rf"(?:(?<=[@/])|^){re.escape(svc)}(\.{cl.NAMESPACE}(\.svc(\.cluster\.local)?)?)?(?=[:/?]|$)", "127.0.0.1", v)
         out[k] = v
     out.update(overrides or {})
     return out
+
+
+def pod_of(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod (template) of a Deployment/Job/StatefulSet, or the Pod itself, as a copy."""
+    pod = workload["spec"]["template"] if "template" in workload.get("spec", {}) else workload
+    pod = json.loads(json.dumps(pod))
+    pod.setdefault("metadata", {}).setdefault("name", f"{workload['metadata']['name']}-0")
+    return pod
+
+
+def find_container(pod: dict[str, Any], name: str | None) -> dict[str, Any]:
+    spec = pod["spec"]
+    for c in list(spec["containers"]) + list(spec.get("initContainers") or []):
+        if name in (None, c["name"]):
+            return c
+    raise AssertionError(f"no container {name}")
+
+
+def security(pod: dict[str, Any], c: dict[str, Any], image_user: str) -> tuple[int, int, int | None]:
+    """uid, gid and fsGroup of a container, as the kubelet resolves them."""
+    psc = pod["spec"].get("securityContext") or {}
+    csc = c.get("securityContext") or {}
+    image_uid, _, image_gid = image_user.partition(":")
+    uid = csc.get("runAsUser", psc.get("runAsUser", int(image_uid)))
+    gid = csc.get("runAsGroup", psc.get("runAsGroup", int(image_gid or image_uid)))
+    if csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+        assert uid != 0, "runAsNonRoot with uid 0: the kubelet refuses to start it"
+    return uid, gid, psc.get("fsGroup")
+
+
+def run_host_command(
+    objects: cl.Objects,
+    workload: dict[str, Any],
+    container_name: str,
+    env_transform: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Runs a container of another image than the gateway's (the PostgreSQL image's pg_isready
+    loop) on the host: its command and args, its rendered environment with in-cluster hosts
+    pointed at 127.0.0.1, the pod's uid/gid, no supplementary groups, no new privileges, no
+    capabilities."""
+    pod = pod_of(workload)
+    c = find_container(pod, container_name)
+    command = list(c.get("command") or []) + list(c.get("args") or [])
+    assert command, f"{container_name}: no command (the image's entrypoint is not emulated)"
+    env = rewrite_cluster_hosts(container_env(objects, pod, c, {}), objects)
+    env["PATH"] = "/usr/bin:/bin"
+    if env_transform:
+        env = env_transform(env)
+    uid, gid, _ = security(pod, c, "0")
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all",
+         "--bounding-set=-all", "--", *command],
+        env=env, cwd="/", capture_output=True, text=True, timeout=timeout,
+    )
 
 
 # --------------------------------------------------------------------------------------- ConfigMap volumes
@@ -178,6 +237,7 @@ class Running:
     env: dict[str, str]
     container: dict[str, Any]
     pod: dict[str, Any]
+    last_probe_seconds: float = 0.0  # how long the last probe() took
 
     @property
     def pid(self) -> int:
@@ -185,6 +245,13 @@ class Running:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait(self, timeout: float) -> int:
+        """Waits for the process to exit (a Job's or an init container's) and returns its code."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout} s:\n{self.logs()}") from None
 
     def get(self, path: str, timeout: float = 3.0) -> tuple[int, bytes]:
         try:
@@ -198,7 +265,11 @@ class Running:
     def probe(self, kind: str) -> tuple[int, bytes]:
         p = self.container[f"{kind}Probe"]["httpGet"]
         assert cl.port_of(self.container, p["port"]) == self.port
-        return self.get(p["path"], timeout=float(self.container[f"{kind}Probe"].get("timeoutSeconds", 1)))
+        began = time.monotonic()
+        try:
+            return self.get(p["path"], timeout=float(self.container[f"{kind}Probe"].get("timeoutSeconds", 1)))
+        finally:
+            self.last_probe_seconds = time.monotonic() - began
 
     def wait_probe(self, kind: str, limit: float | None = None) -> tuple[int, bytes]:
         """Polls like the kubelet until the probe succeeds (2xx/3xx) or its failure budget is spent."""
@@ -253,29 +324,28 @@ def start(
     extra: dict[tuple[str, str], dict[str, str]] | None = None,
     env_overrides: dict[str, str] | None = None,
     drop_volumes: tuple[str, ...] = (),
+    env_transform: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    host_volumes: dict[str, Path] | None = None,
 ) -> Running:
-    """Starts one container of a rendered workload (Deployment/Job/StatefulSet/Pod)."""
+    """Starts one container (or init container) of a rendered workload (Deployment/Job/StatefulSet/
+    Pod). `env_transform` rewrites the final environment (e.g. DATABASE_URL to a test database);
+    `host_volumes` backs the named emptyDir volumes with host directories instead of tmpfs, so a
+    test can look at (and lock) what the process writes there."""
     image = cl.dockerfile_runtime()
-    pod = workload["spec"]["template"] if "template" in workload.get("spec", {}) else workload
-    pod = json.loads(json.dumps(pod))
-    pod.setdefault("metadata", {}).setdefault("name", f"{workload['metadata']['name']}-0")
+    pod = pod_of(workload)
     spec = pod["spec"]
-    c = next(x for x in spec["containers"] if container_name in (None, x["name"]))
+    c = find_container(pod, container_name)
     command = (c.get("command") or image["entrypoint"]) + (c.get("args") if "args" in c else image.get("cmd", []))
     assert command[0] == cl.BINARY_IN_IMAGE, f"the image has only {cl.BINARY_IN_IMAGE}, the container runs {command[0]}"
 
     env = rewrite_cluster_hosts(container_env(objects, pod, c, image["env"], extra), objects, env_overrides)
+    if env_transform:
+        env = env_transform(env)
     port = int(env.get("PORT", "8787"))
     assert [p["containerPort"] for p in c.get("ports") or []] in ([], [port]), "containerPort differs from PORT"
 
-    psc = spec.get("securityContext") or {}
+    uid, gid, fs_group = security(pod, c, image["user"])
     csc = c.get("securityContext") or {}
-    image_uid, _, image_gid = image["user"].partition(":")
-    uid = csc.get("runAsUser", psc.get("runAsUser", int(image_uid)))
-    gid = csc.get("runAsGroup", psc.get("runAsGroup", int(image_gid or image_uid)))
-    fs_group = psc.get("fsGroup")
-    if csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
-        assert uid != 0, "runAsNonRoot with uid 0: the kubelet refuses to start it"
     read_only = bool(csc.get("readOnlyRootFilesystem"))
 
     base = Path(tempfile.mkdtemp(prefix="podrun-"))
@@ -309,7 +379,13 @@ def start(
         v = volumes[m["name"]]
         target = f'"$R"{shlex.quote(m["mountPath"])}'
         script.append(f"mkdir -p {target}")
-        if "emptyDir" in v:
+        if "emptyDir" in v and m["name"] in (host_volumes or {}):
+            host = Path(host_volumes[m["name"]])  # type: ignore[index]
+            host.mkdir(parents=True, exist_ok=True)
+            os.chown(host, 0, fs_group if fs_group is not None else 0)
+            os.chmod(host, 0o2777)
+            script.append(f"mount --bind {shlex.quote(str(host))} {target}")
+        elif "emptyDir" in v:
             size = v["emptyDir"].get("sizeLimit", "64Mi").replace("Mi", "m").replace("Gi", "g")
             owner = f",gid={fs_group}" if fs_group is not None else ""
             script.append(f"mount -t tmpfs -o mode=2777,size={size}{owner} emptydir {target}")

@@ -548,8 +548,12 @@ def test_migration_hook(renders: cl.Renders, h: str, scenario: str) -> None:
     job = objects.get("Job", f"{FULLNAME}-migrate")
     a = annotations(job)
     internal = cl.env_map(job["spec"]["template"]["spec"]["containers"][0]).get("DATABASE_URL", {}).get("value", "").find(f"@{FULLNAME}-postgresql:") > 0
-    # The internal PostgreSQL is a release resource: it exists only after the pre-install phase.
-    assert a["helm.sh/hook"] == ("post-install,pre-upgrade" if internal else "pre-install,pre-upgrade")
+    # The internal PostgreSQL is a release resource: it does not exist during pre-install, and a
+    # post-install hook would deadlock `helm install --wait` (the pods refuse to start on an
+    # un-migrated schema; Helm runs post-install hooks only once they are ready). So the Job runs
+    # pre-upgrade only, and the pods migrate the internal database on a first install
+    # (test_install_order_migrates_before_serving).
+    assert a["helm.sh/hook"] == ("pre-upgrade" if internal else "pre-install,pre-upgrade")
     assert "before-hook-creation" in a["helm.sh/hook-delete-policy"]
     assert job["spec"]["backoffLimit"] == 3
     assert job["spec"]["activeDeadlineSeconds"] == 300
@@ -592,6 +596,14 @@ def test_migration_hook(renders: cl.Renders, h: str, scenario: str) -> None:
     env = cl.env_map(pod["containers"][0])
     hook_secret = objects.secret_data(f"{FULLNAME}-migrate")
     assert "DATABASE_URL" in env or "DATABASE_URL" in hook_secret or any(n in user_provided for _, n in refs)
+    # Its NetworkPolicy exists when it runs too (a release policy would not at pre-install): a hook
+    # of the same phases and a lower weight, which isolates the Job's pods.
+    if objects.of_kind("NetworkPolicy"):
+        migrate_labels = job["spec"]["template"]["metadata"]["labels"]
+        policies = [np for np in objects.of_kind("NetworkPolicy") if cl.selects(np["spec"]["podSelector"], migrate_labels)]
+        assert [np["metadata"]["name"] for np in policies] == [f"{FULLNAME}-migrate"]
+        assert _phases(job) <= _phases(policies[0]) and _weight(policies[0]) < _weight(job)
+        assert "hook-succeeded" in annotations(policies[0])["helm.sh/hook-delete-policy"]
 
 
 @helms
@@ -601,6 +613,93 @@ def test_migration_waits_for_the_internal_database(renders: cl.Renders, h: str) 
     assert init["name"] == "wait-for-postgresql" and "pg_isready" in " ".join(init["command"])
     assert cl.env_map(init)["PGHOST"]["value"] == f"{FULLNAME}-postgresql"
     assert "initContainers" not in renders.objects(h, "external-datastores").get("Job", f"{FULLNAME}-migrate")["spec"]["template"]["spec"]
+
+
+def _phases_of_job(objects: cl.Objects) -> set[str]:
+    job = objects.find("Job", f"{FULLNAME}-migrate")
+    return _phases(job) if job else set()
+
+
+def _uses_postgres(objects: cl.Objects, container: dict[str, Any]) -> bool:
+    """Does the container's DATABASE_URL (env, or the chart Secret through envFrom) name PostgreSQL?"""
+    env = cl.env_map(container)
+    if "DATABASE_URL" in env:
+        e = env["DATABASE_URL"]
+        if "value" in e:
+            return e["value"].startswith(("postgres://", "postgresql://"))
+        ref = e["valueFrom"]["secretKeyRef"]
+        return objects.secret_data(ref["name"])[ref["key"]].startswith(("postgres://", "postgresql://"))
+    for ef in container.get("envFrom") or []:
+        if "secretRef" in ef and objects.find("Secret", ef["secretRef"]["name"]):
+            if objects.secret_data(ef["secretRef"]["name"]).get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("scenario", MIGRATION_SCENARIOS + ["no-database", "redis-auth", "plugins"])
+@helms
+def test_install_order_migrates_before_serving(renders: cl.Renders, h: str, scenario: str) -> None:
+    """`helm install --wait`: pre-install hooks, then the release's resources, then Helm waits for the
+    pods to be ready, and only then runs post-install hooks. `serve` refuses to start on a
+    PostgreSQL schema that is behind, so every pod serving on PostgreSQL must find it migrated by
+    something that runs before it: a pre-install hook Job or an init container of its own — never a
+    post-install hook (that would deadlock)."""
+    objects = renders.objects(h, scenario)
+    assert not [o for o in objects.hooks() if "post-install" in _phases(o)], "no post-install hooks: they run after --wait"
+    pre_install = "pre-install" in _phases_of_job(objects)
+    for name in (GATEWAY, OBSERVER):
+        d = objects.find("Deployment", name)
+        if d is None:
+            continue
+        pod = d["spec"]["template"]["spec"]
+        main = pod["containers"][0]
+        inits = [c["name"] for c in pod.get("initContainers") or []]
+        if not _uses_postgres(objects, main):
+            assert inits == [], f"{name}: no PostgreSQL to wait for"
+            continue
+        internal = f"@{FULLNAME}-postgresql:" in cl.env_map(main).get("DATABASE_URL", {}).get("value", "")
+        if internal:
+            # The database is created by this very install: the pod waits for it and migrates it.
+            assert not pre_install
+            assert inits == ["wait-for-postgresql", "migrate"], f"{name}: {inits}"
+        else:
+            # A database that exists before the release: migrated by the pre-install hook.
+            assert pre_install and inits == [], f"{name}: {inits}"
+
+
+@helms
+def test_pods_migrate_the_internal_database(renders: cl.Renders, h: str) -> None:
+    objects = renders.objects(h, "defaults")
+    job = objects.get("Job", f"{FULLNAME}-migrate")["spec"]["template"]["spec"]["containers"][0]
+    for name in (GATEWAY, OBSERVER):
+        pod = objects.get("Deployment", name)["spec"]["template"]["spec"]
+        main = pod["containers"][0]
+        wait, migrate = pod["initContainers"]
+        assert wait["name"] == "wait-for-postgresql" and "pg_isready" in " ".join(wait["command"])
+        assert cl.env_map(wait)["PGHOST"]["value"] == f"{FULLNAME}-postgresql"
+        # The same command as the Job, the pod's own configuration and the main container's DATABASE_URL.
+        assert migrate["name"] == "migrate"
+        assert migrate["command"] == job["command"] == [cl.BINARY_IN_IMAGE] and migrate["args"] == job["args"] == ["migrate"]
+        assert migrate["image"] == job["image"] and migrate["envFrom"] == main["envFrom"]
+        env, main_env = cl.env_map(migrate), cl.env_map(main)
+        for key in ("MNEMOM_POSTGRES_PASSWORD", "DATABASE_URL", "MNEMOM_DATA_DIR", "TMPDIR"):
+            assert env[key] == main_env[key], key
+        names = [e["name"] for e in migrate["env"]]
+        assert names.index("MNEMOM_POSTGRES_PASSWORD") < names.index("DATABASE_URL")
+        assert migrate["securityContext"] == main["securityContext"] == wait["securityContext"]
+        assert migrate["resources"] == job["resources"]
+        assert {m["mountPath"] for m in migrate["volumeMounts"]} == {"/tmp", "/var/lib/mnemom"}
+        assert all("subPath" not in m for m in migrate["volumeMounts"])
+    # Not for a database outside the release (the pre-install hook migrates it), nor without one,
+    # nor when the chart is told not to migrate.
+    for other in (renders.objects(h, "external-datastores"), renders.objects(h, "quick-install"), renders.objects(h, "no-database"),
+                  cl.render(h, "--set", "migration.enabled=false")):
+        for d in other.of_kind("Deployment"):
+            assert "initContainers" not in d["spec"]["template"]["spec"], d["metadata"]["name"]
+    custom = cl.render(h, "--set", "migration.command[0]=/usr/local/bin/mnemom-gateway", "--set", "migration.args={migrate,--verbose}",
+                       "--set", "migration.image.tag=9.9.9")
+    migrate = custom.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["initContainers"][1]
+    assert migrate["args"] == ["migrate", "--verbose"] and migrate["image"] == "ghcr.io/mnemom/gateway:9.9.9"
 
 
 # ===================================================================================== probes, shutdown, storage
@@ -765,14 +864,21 @@ def test_network_policy(renders: cl.Renders, h: str, scenario: str) -> None:
     else:
         assert allowed(objects, gateway, Endpoint(ip="10.1.2.3"), 6379)
     if pg_internal:
+        # The gateway and observer pods (whose init containers migrate it) and the pre-upgrade Job.
         assert allowed(objects, gateway, _ep(objects, "postgresql"), 5432)
+        if objects.find("Deployment", OBSERVER):
+            assert allowed(objects, _ep(objects, "observer"), _ep(objects, "postgresql"), 5432)
         assert allowed(objects, _ep(objects, "migrate"), _ep(objects, "postgresql"), 5432)
+        assert not allowed(objects, _ep(objects, "migrate"), internet, 443), "the Job's pods are isolated"
         assert not allowed(objects, gateway, internet, 5432)
         assert not allowed(objects, anywhere, _ep(objects, "postgresql"), 5432)
     else:
         assert allowed(objects, gateway, Endpoint(ip="10.1.2.3"), 5432)
         if objects.find("Job", f"{FULLNAME}-migrate"):
             assert allowed(objects, _ep(objects, "migrate"), Endpoint(ip="10.1.2.3"), 5432)
+            assert not allowed(objects, _ep(objects, "migrate"), internet, 443), "the Job's pods are isolated"
+    if objects.find("Job", f"{FULLNAME}-migrate"):
+        assert allowed(objects, _ep(objects, "migrate"), kube_dns, 53, "UDP")
     # `helm test` passes with the default NetworkPolicy: the test pod reaches DNS and the gateway port.
     test_pod = _ep(objects, "test")
     assert allowed(objects, test_pod, kube_dns, 53, "UDP")
@@ -991,6 +1097,10 @@ def test_notes(h: str, tmp_path: Path) -> None:
     assert "https://gateway.example.com/" in ingress
     external = _notes(h, tmp_path / "d", "-f", str(cl.SCENARIOS_DIR / "datastores-external.yaml"))
     assert "postgres://***@rds.example.com" in external and "user:pass" not in external
+    # How the schema gets migrated, as the templates do it.
+    assert "init container `migrate`" in notes and "hook Job" not in notes
+    assert f"Migrations ran as the pre-install,pre-upgrade hook Job {FULLNAME}-migrate." in external
+    assert "run `mnemom-gateway migrate` against DATABASE_URL yourself" in _notes(h, tmp_path / "e", "--set", "migration.enabled=false")
 
 
 def test_upgrade_guide() -> None:

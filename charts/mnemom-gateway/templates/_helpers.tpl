@@ -268,18 +268,87 @@ postgres://{{ .Values.postgresql.auth.username }}:$(MNEMOM_POSTGRES_PASSWORD)@{{
 {{- if $m }}{{ trimPrefix ":" $m }}{{ else }}{{ .default }}{{ end }}
 {{- end }}
 
+{{/*
+TCP ports of a PostgreSQL outside the release, as a JSON list: 5432, plus the port of an inline
+or external URL.
+*/}}
+{{- define "mnemom-gateway.postgresql.externalPorts" -}}
+{{- $pg := include "mnemom-gateway.postgresql.mode" . }}
+{{- $ports := list 5432 }}
+{{- $url := ternary .Values.secrets.values.DATABASE_URL .Values.postgresql.externalUrl (eq $pg "inline") }}
+{{- if and (has $pg (list "inline" "external")) $url }}
+{{- $ports = append $ports (include "mnemom-gateway.urlPort" (dict "url" $url "default" "5432") | atoi) | uniq }}
+{{- end }}
+{{- toJson $ports }}
+{{- end }}
+
 {{/* Is there a database for the migration Job? */}}
 {{- define "mnemom-gateway.migration.enabled" -}}
 {{- if and .Values.migration.enabled (or (ne (include "mnemom-gateway.postgresql.mode" .) "none") .Values.secrets.existingSecret) }}true{{ end }}
 {{- end }}
 
 {{/*
-Hook phases of the migration Job and its hook-owned copies. An internal PostgreSQL is an ordinary
-release resource, so on a first install it only exists after the pre-install phase: the Job then
-runs post-install (and still pre-upgrade, when the database already runs).
+Hook phases of the migration Job and its hook-owned copies.
+
+A database that exists before the release (external, inline, or from secrets.existingSecret) is
+migrated pre-install and pre-upgrade, before any new pod starts. The internal PostgreSQL is an
+ordinary release resource: on a first install it does not exist during pre-install, and a
+post-install hook would deadlock `helm install --wait` (Helm runs post-install hooks only after
+the pods are ready, and `serve` refuses to start on an un-migrated PostgreSQL schema). So with
+the internal PostgreSQL the Job runs pre-upgrade only, and the gateway and observer pods migrate
+it themselves in an init container ("mnemom-gateway.migration.initContainers").
 */}}
 {{- define "mnemom-gateway.migration.hook" -}}
-{{- if eq (include "mnemom-gateway.postgresql.mode" .) "internal" }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+{{- if eq (include "mnemom-gateway.postgresql.mode" .) "internal" }}pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+{{- end }}
+
+{{/*
+Do the gateway and observer pods migrate the internal PostgreSQL in init containers (wait for it,
+then `mnemom-gateway migrate`)? `migrate` is idempotent and serializes concurrent runs on an
+advisory lock, so every pod may run it; all but the first find nothing to do.
+*/}}
+{{- define "mnemom-gateway.migration.initContainers" -}}
+{{- if and .Values.migration.enabled (eq (include "mnemom-gateway.postgresql.mode" .) "internal") }}true{{ end }}
+{{- end }}
+
+{{/* The migration container's command: migration.command, or the gateway binary. */}}
+{{- define "mnemom-gateway.migration.command" -}}
+{{- if .Values.migration.command }}
+{{- toYaml .Values.migration.command }}
+{{- else -}}
+- {{ include "mnemom-gateway.binary" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+An init container that waits until the internal PostgreSQL accepts connections (pg_isready from
+the PostgreSQL image; it does not log in). Used by the migration Job and, with the internal
+PostgreSQL, by the gateway and observer pods before their `migrate` init container.
+*/}}
+{{- define "mnemom-gateway.waitForPostgresql" -}}
+- name: wait-for-postgresql
+  image: {{ printf "%s:%s" .Values.postgresql.image.repository .Values.postgresql.image.tag }}
+  imagePullPolicy: {{ .Values.postgresql.image.pullPolicy }}
+  command:
+    - sh
+    - -c
+    - until pg_isready -h "$PGHOST" -p 5432 -U "$PGUSER" -d "$PGDATABASE" -t 3; do sleep 2; done
+  env:
+    - name: PGHOST
+      value: {{ include "mnemom-gateway.postgresql.fullname" . }}
+    - name: PGUSER
+      value: {{ .Values.postgresql.auth.username | quote }}
+    - name: PGDATABASE
+      value: {{ .Values.postgresql.auth.database | quote }}
+  resources:
+    requests:
+      cpu: 10m
+      memory: 16Mi
+    limits:
+      cpu: 100m
+      memory: 64Mi
+  securityContext:
+    {{- toYaml .Values.containerSecurityContext | nindent 4 }}
 {{- end }}
 
 {{/* ---------------------------------------------------------------- plugins */}}
@@ -386,6 +455,43 @@ tolerations:
 {{- with $root.Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if include "mnemom-gateway.migration.initContainers" $root }}
+initContainers:
+  {{- /* The internal PostgreSQL is created by the release: the pods migrate it before serving. */}}
+  {{- include "mnemom-gateway.waitForPostgresql" $root | nindent 2 }}
+  - name: migrate
+    image: {{ include "mnemom-gateway.migrationImage" $root }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    command:
+      {{- include "mnemom-gateway.migration.command" $root | nindent 6 }}
+    args:
+      {{- toYaml $root.Values.migration.args | nindent 6 }}
+    envFrom:
+      - configMapRef:
+          name: {{ include "mnemom-gateway.fullname" $root }}
+      {{- if $secretName }}
+      - secretRef:
+          name: {{ $secretName }}
+      {{- end }}
+    env:
+      - name: MNEMOM_DATA_DIR
+        value: {{ $root.Values.storage.data.mountPath | quote }}
+      - name: TMPDIR
+        value: /tmp
+      {{- include "mnemom-gateway.postgresql.env" $root | nindent 6 }}
+      {{- with $root.Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    resources:
+      {{- toYaml $root.Values.migration.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $root.Values.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+      - name: data
+        mountPath: {{ $root.Values.storage.data.mountPath }}
 {{- end }}
 containers:
   - name: {{ $component }}
