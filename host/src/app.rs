@@ -290,7 +290,12 @@ impl App {
             };
         };
         let began = std::time::Instant::now();
-        match store.ping().await {
+        // 500 ms: well inside a kubelet probe timeout (1-3 s) even when the database hangs.
+        let answer = tokio::time::timeout(std::time::Duration::from_millis(500), store.ping())
+            .await
+            .map_err(|_| "no answer within 500 ms".to_owned())
+            .and_then(|result| result.map_err(|e| e.to_string()));
+        match answer {
             Ok(_) => ops::DependencyHealth {
                 status: "ok",
                 latency_ms: began.elapsed().as_secs_f64() * 1000.0,
@@ -301,7 +306,7 @@ impl App {
                 status: "degraded",
                 latency_ms: began.elapsed().as_secs_f64() * 1000.0,
                 backend: store.backend_name(),
-                error: Some(e.to_string()),
+                error: Some(e),
             },
         }
     }

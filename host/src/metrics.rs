@@ -91,6 +91,8 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     /// `gateway_plugins_loaded`: plugins in the active set.
     pub plugins_loaded: IntGauge,
+    /// `gateway_plugin_scans_total`: rescans of the plugin sources (start-up, change events, polls).
+    pub plugin_scans_total: prometheus::IntCounter,
     /// `gateway_writer_queue_depth`: records in the writer's memory queue.
     pub writer_queue_depth: IntGauge,
     /// `gateway_writer_last_seen_pending`: agents whose `last_seen` waits for the next batch.
@@ -213,6 +215,14 @@ impl Metrics {
                 "gateway_plugins_loaded",
                 "Plugins in the active plugin set.",
             )?,
+            plugin_scans_total: {
+                let c = prometheus::IntCounter::new(
+                    "gateway_plugin_scans_total",
+                    "Rescans of the plugin sources (start-up, change events, polls).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             writer_queue_depth: gauge(
                 "gateway_writer_queue_depth",
                 "Records in the background writer's memory queue.",

@@ -138,6 +138,7 @@ impl PluginRegistry {
     /// Rescans every source and swaps in a new set if anything changed.
     pub async fn reload(&self) -> ReloadReport {
         let _guard = self.reload_lock.lock().await;
+        self.metrics.plugin_scans_total.inc();
         let previous = self.current();
         let mut report = ReloadReport::default();
 
@@ -377,7 +378,11 @@ impl PluginRegistry {
             return None;
         }
         let handler = move |result: notify::Result<notify::Event>| {
-            if result.is_ok() {
+            // Only changes matter: the reload itself opens and reads every file, and reacting
+            // to those access events would rescan forever.
+            let relevant =
+                result.is_ok_and(|event| !matches!(event.kind, notify::EventKind::Access(_)));
+            if relevant {
                 // A full channel already holds a pending reload; dropping the event is fine.
                 let _ = events.try_send(());
             }

@@ -269,3 +269,29 @@ async fn a_new_provider_is_added_by_dropping_in_a_plugin() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_plugin_directory_is_not_rescanned_by_its_own_reads() {
+    // Reading the files during a reload must not count as a change (inotify reports the
+    // reads as access events); only the start-up scan happens while nothing changes.
+    // Regular files (not the kubelet's symlinks), so reads are reported on the watched directory.
+    let mock = mock().await;
+    let volume = tempfile::tempdir().unwrap();
+    for (name, bytes) in testkit_files("idle") {
+        std::fs::write(volume.path().join(name), bytes).unwrap();
+    }
+    let dir = volume.path().display().to_string();
+    let gateway = TestGateway::start(
+        &mock,
+        &[
+            ("MNEMOM_PLUGIN_DIRS", &dir),
+            ("MNEMOM_PLUGIN_POLL_SECONDS", "60"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        gateway.metric("gateway_plugin_scans_total").await,
+        Some(1.0)
+    );
+}
