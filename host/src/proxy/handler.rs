@@ -61,7 +61,6 @@ struct Forwarded {
     thinking_injected: bool,
     started_at: SystemTime,
     arrived: Instant,
-    pre_upstream: Duration,
 }
 
 impl Proxy {
@@ -185,7 +184,6 @@ impl Proxy {
             );
         }
 
-        let pre_upstream = arrived.elapsed();
         let sent = Instant::now();
         let response = match tokio::time::timeout(
             self.config.first_byte_timeout,
@@ -231,7 +229,6 @@ impl Proxy {
             thinking_injected,
             started_at,
             arrived,
-            pre_upstream: pre_upstream + upstream_wait.saturating_sub(upstream_wait),
         };
         Ok(self.respond(adapter, response, forwarded, upstream_wait))
     }
@@ -295,11 +292,26 @@ impl Proxy {
             (capture, CaptureSource::Whole { rx, encoding })
         };
 
-        let (end_tx, end_rx) = oneshot::channel::<(BodyOutcome, Duration)>();
-        let metrics = self.metrics.clone();
-        let provider = forwarded.provider.clone();
-        let status_label = status.as_u16().to_string();
         let arrived = forwarded.arrived;
+        let task = ExtractionTask {
+            proxy: self.clone(),
+            adapter: adapter.clone(),
+            forwarded,
+            status: status.as_u16(),
+            is_sse,
+            abandoned: abandoned.clone(),
+            _in_flight: self.in_flight.enter(),
+        };
+        let (end, spawned) = match source {
+            CaptureSource::Skipped(note) => (BodyEnd::Inline(Box::new(task), note), None),
+            source => {
+                let (end_tx, end_rx) = oneshot::channel::<(BodyOutcome, Duration)>();
+                (BodyEnd::Task(end_tx), Some((task, source, end_rx)))
+            }
+        };
+        let metrics = self.metrics.clone();
+        let provider = adapter.plugin.descriptor().name.clone();
+        let status_label = status.as_u16().to_string();
         let headers_ready = arrived.elapsed();
         // The gateway's own time: everything before the request left plus the time between the
         // upstream's headers and ours. Body streaming time belongs to the upstream.
@@ -326,7 +338,13 @@ impl Proxy {
                     .with_label_values(&[&provider, "body"])
                     .inc();
             }
-            let _ = end_tx.send((outcome, total));
+            match end {
+                BodyEnd::Task(end_tx) => {
+                    let _ = end_tx.send((outcome, total));
+                }
+                // Nothing to extract: complete here, without a task of its own.
+                BodyEnd::Inline(task, note) => task.complete(None, Some(note), outcome, total),
+            }
         });
         let abandon_flag = abandoned.clone();
         let on_abandon: Box<dyn FnOnce() + Send> =
@@ -339,22 +357,23 @@ impl Proxy {
             on_abandon,
         );
 
-        let task = ExtractionTask {
-            proxy: self.clone(),
-            adapter: adapter.clone(),
-            forwarded,
-            status: status.as_u16(),
-            is_sse,
-            abandoned,
-            _in_flight: self.in_flight.enter(),
-        };
-        tokio::spawn(task.run(source, end_rx));
+        if let Some((task, source, end_rx)) = spawned {
+            tokio::spawn(task.run(source, end_rx));
+        }
 
         let mut response = Response::new(BodyExt::boxed_unsync(body));
         *response.status_mut() = status;
         *response.headers_mut() = out_headers;
         response
     }
+}
+
+/// How the end of a response body reaches the extraction.
+enum BodyEnd {
+    /// A spawned extraction task waits for it.
+    Task(oneshot::Sender<(BodyOutcome, Duration)>),
+    /// Nothing is extracted; the exchange completes when the body ends.
+    Inline(Box<ExtractionTask>, String),
 }
 
 /// Where the extraction task reads the response copy from.
@@ -383,7 +402,6 @@ struct ExtractionTask {
 
 impl ExtractionTask {
     async fn run(self, source: CaptureSource, end: oneshot::Receiver<(BodyOutcome, Duration)>) {
-        let provider = self.forwarded.provider.clone();
         let (extracted, note) = match source {
             CaptureSource::Skipped(note) => (None, Some(note)),
             CaptureSource::Stream { rx, lag } => self.extract_stream(rx, lag).await,
@@ -398,6 +416,19 @@ impl ExtractionTask {
         let (outcome, duration) = end
             .await
             .unwrap_or((BodyOutcome::ClientGone, self.forwarded.arrived.elapsed()));
+        self.complete(extracted, note, outcome, duration);
+    }
+
+    /// Counts the extraction and hands the exchange to the observer. Synchronous, so a response
+    /// with nothing to extract completes from its body's end without a task of its own.
+    fn complete(
+        self,
+        extracted: Option<Extracted>,
+        note: Option<String>,
+        outcome: BodyOutcome,
+        duration: Duration,
+    ) {
+        let provider = self.forwarded.provider.clone();
         let (extracted, note) = if self.abandoned.load(Ordering::Relaxed) {
             (
                 None,
@@ -429,7 +460,6 @@ impl ExtractionTask {
             .background_tasks_total
             .with_label_values(&["extraction"])
             .inc();
-        let _ = self.forwarded.pre_upstream;
         let exchange = Exchange {
             provider,
             identity: self.forwarded.identity,
