@@ -66,6 +66,7 @@ struct Persistence {
     /// before its first write.
     degraded: bool,
     writer: WriterSettings,
+    observer: crate::observer::ObserverSettings,
 }
 
 /// The assembled gateway.
@@ -93,6 +94,11 @@ pub struct App {
     pub writer: Option<Writer>,
     /// Agent settings through the cache (with a database).
     pub agents: Option<crate::agents::Agents>,
+    /// The observer's job schedules (with a database); its scheduler runs in the observer and
+    /// `all` roles.
+    pub observer: Option<crate::observer::ObserverSettings>,
+    /// The last run of each scheduled job (observer and `all` roles), for readiness.
+    pub jobs: Arc<crate::observer::JobBoard>,
 }
 
 impl App {
@@ -109,6 +115,7 @@ impl App {
         let cache_settings = CacheSettings::from_source(source)?;
         let store_config = StoreConfig::from_source(source, &config.data_dir)?;
         let writer_settings = WriterSettings::from_source(source, &config.data_dir)?;
+        let observer_settings = crate::observer::ObserverSettings::from_source(source)?;
         let (store, degraded) = match Store::open_for_serve(&store_config).await {
             Ok(store) => (store, false),
             Err(e) => {
@@ -124,6 +131,7 @@ impl App {
             store,
             degraded,
             writer: writer_settings,
+            observer: observer_settings,
         };
         Self::assemble(config, license, cache_settings, observer, Some(persistence)).await
     }
@@ -173,6 +181,7 @@ impl App {
             return Err(BuildError::NoAdapters(reasons.join("; ")));
         }
         let store = std::sync::OnceLock::new();
+        let observer_settings = persistence.as_ref().map(|p| p.observer.clone());
         let (writer, agents, observer) = match persistence {
             Some(p) => {
                 // Started last: a gateway that fails to build leaves no writer behind.
@@ -213,6 +222,8 @@ impl App {
             store,
             writer,
             agents,
+            observer: observer_settings,
+            jobs: Arc::default(),
         }))
     }
 
@@ -234,6 +245,9 @@ impl App {
             "/health/ready" => {
                 let (cache, database) = tokio::join!(self.cache.ping(), self.database_health());
                 let writer = self.writer.as_ref().map(Writer::health);
+                let jobs = (self.config.role != crate::config::Role::Gateway
+                    && self.store.get().is_some())
+                .then(|| self.jobs.snapshot());
                 return ops::ready(
                     &self.lifecycle,
                     &self.registry,
@@ -241,6 +255,7 @@ impl App {
                     &cache,
                     &database,
                     writer.as_ref(),
+                    jobs,
                 );
             }
             "/health/startup" => return ops::startup(&self.lifecycle),
@@ -334,6 +349,7 @@ impl App {
         let refresher = self
             .license
             .spawn_refresher(crate::license::REFRESH_INTERVAL);
+        let mut scheduler = self.start_scheduler();
         self.lifecycle.mark_started();
         tokio::pin!(shutdown);
         loop {
@@ -355,6 +371,9 @@ impl App {
             }
         }
         self.lifecycle.mark_shutting_down();
+        if let Some(scheduler) = &mut scheduler {
+            scheduler.stop();
+        }
         drop(listener);
         let grace_end = tokio::time::Instant::now() + self.config.shutdown_grace;
         tracing::info!(
@@ -383,6 +402,22 @@ impl App {
                 "background writer drained"
             );
         }
+    }
+
+    /// The observer's scheduler, in the observer and `all` roles when there is a database.
+    fn start_scheduler(&self) -> Option<crate::observer::Scheduler> {
+        if self.config.role == crate::config::Role::Gateway {
+            return None;
+        }
+        let store = self.store.get()?;
+        let settings = self.observer.as_ref()?;
+        Some(crate::observer::Scheduler::start_with_board(
+            settings.jobs(store),
+            crate::observer::Clock::System,
+            crate::observer::Lease::Store(store.clone()),
+            &self.metrics,
+            self.jobs.clone(),
+        ))
     }
 
     fn spawn_connection(

@@ -8,6 +8,7 @@ pub mod config;
 pub mod license;
 pub mod logging;
 pub mod metrics;
+pub mod observer;
 pub mod ops;
 pub mod plugin;
 pub mod proxy;

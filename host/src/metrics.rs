@@ -3,8 +3,8 @@
 //! is present from start-up with its known label values at zero.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Providers known at start-up (label values pre-created at zero).
@@ -73,6 +73,9 @@ pub struct Metrics {
     pub background_tasks_total: IntCounterVec,
     /// `gateway_cron_runs_total{job,result}`.
     pub cron_runs_total: IntCounterVec,
+    /// `gateway_cron_last_success_timestamp_seconds{job}`: Unix time of each job's last
+    /// successful run (0 until it has succeeded once in this process).
+    pub cron_last_success: IntGaugeVec,
     /// `gateway_plugin_reloads_total{plugin,result}` (`success` | `error`).
     pub plugin_reloads_total: IntCounterVec,
     /// `gateway_plugin_calls_total{plugin,result}` (`success` | `error` | `trap` | `timeout` | `memory`).
@@ -170,6 +173,17 @@ impl Metrics {
                 "Scheduled job runs, by job and result.",
                 &["job", "result"],
             )?,
+            cron_last_success: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_cron_last_success_timestamp_seconds",
+                        "Unix time of the last successful run of each scheduled job.",
+                    ),
+                    &["job"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             plugin_reloads_total: counter(
                 "gateway_plugin_reloads_total",
                 "Plugin loads and reloads, by plugin and result.",
@@ -292,6 +306,7 @@ impl Metrics {
             self.writer_dropped_total.with_label_values(&[reason]);
         }
         for job in CRON_JOBS {
+            self.cron_last_success.with_label_values(&[job]);
             for result in CRON_RESULTS {
                 self.cron_runs_total.with_label_values(&[job, result]);
             }

@@ -119,6 +119,7 @@ pub fn ready(
     cache: &crate::cache::CacheHealth,
     database: &DependencyHealth,
     writer: Option<&crate::writer::WriterHealth>,
+    jobs: Option<serde_json::Value>,
 ) -> Response<GatewayBody> {
     let began = Instant::now();
     let set = registry.current();
@@ -168,6 +169,10 @@ pub fn ready(
             "writer".to_owned(),
             serde_json::to_value(writer).unwrap_or_default(),
         );
+    }
+    // Informational: a failing job does not take the observer out of service.
+    if let (Some(jobs), Some(map)) = (jobs, checks.as_object_mut()) {
+        map.insert("jobs".to_owned(), jobs);
     }
     json(
         code,

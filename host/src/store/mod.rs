@@ -15,6 +15,7 @@
 mod macros;
 
 mod config;
+mod jobs;
 mod postgres;
 mod records;
 mod schema;

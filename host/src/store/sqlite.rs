@@ -25,7 +25,7 @@ const AGENT_BY_HASH: &str = concat!(
 
 /// Timestamps are stored as fixed-width UTC text with milliseconds (what the schema's
 /// `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` defaults produce), so text order is time order.
-fn timestamp(at: DateTime<Utc>) -> String {
+pub(super) fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 

@@ -206,10 +206,13 @@ const TABLES: &[&str] = &[
     "aip_webhook_deliveries",
     "usage_events",
     "metering_events",
+    "observer_runs",
+    "usage_daily",
+    "integrity_summaries",
 ];
 
 fn all_versions() -> Vec<i64> {
-    vec![1, 2, 3]
+    vec![1, 2, 3, 4]
 }
 
 /// A timestamp both backends store exactly (milliseconds).
@@ -278,15 +281,15 @@ async fn migrations_apply_from_zero_and_are_idempotent(store: &Store) {
     let first = store.migrate().await.unwrap();
     let applied: Vec<i64> = first.applied.iter().map(|(v, _)| *v).collect();
     assert_eq!(applied, all_versions());
-    assert_eq!(first.status, SchemaStatus::UpToDate { version: 3 });
+    assert_eq!(first.status, SchemaStatus::UpToDate { version: 4 });
     assert!(
-        first.to_string().contains("applied 3 migrations"),
+        first.to_string().contains("applied 4 migrations"),
         "{first}"
     );
 
     let second = store.migrate().await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.status, SchemaStatus::UpToDate { version: 3 });
+    assert_eq!(second.status, SchemaStatus::UpToDate { version: 4 });
     assert!(second.to_string().contains("nothing to apply"), "{second}");
     assert!(store.verify_schema().await.unwrap().is_servable());
 
@@ -311,7 +314,7 @@ async fn serve_refuses_a_schema_that_is_behind_except_on_sqlite(store: &Store) {
         status,
         SchemaStatus::Behind {
             current: Some(1),
-            pending: vec![2, 3]
+            pending: vec![2, 3, 4]
         }
     );
     assert!(!status.is_servable());
@@ -330,7 +333,7 @@ async fn serve_refuses_a_schema_that_is_behind_except_on_sqlite(store: &Store) {
         let opened = opened.unwrap();
         assert_eq!(
             opened.schema_status().await.unwrap(),
-            SchemaStatus::UpToDate { version: 3 }
+            SchemaStatus::UpToDate { version: 4 }
         );
         opened.close().await;
     } else {
@@ -895,6 +898,8 @@ on_both_backends!(
     usage_events_insert_idempotently,
     constraints_reject_bad_values,
     ping_reports_latency,
+    observer_jobs_produce_the_expected_rows,
+    integrity_summary_counts_the_window,
 );
 
 /// The wiring spawns these futures (the writer, readiness, start-up): they must be `Send`.
@@ -939,7 +944,7 @@ async fn concurrent_migrators_on_one_fresh_database_apply_once() {
     let mut applied = Vec::new();
     for run in runs {
         let report = run.await.unwrap().unwrap();
-        assert_eq!(report.status, SchemaStatus::UpToDate { version: 3 });
+        assert_eq!(report.status, SchemaStatus::UpToDate { version: 4 });
         applied.extend(report.applied.into_iter().map(|(v, _)| v));
     }
     applied.sort_unstable();
@@ -947,7 +952,7 @@ async fn concurrent_migrators_on_one_fresh_database_apply_once() {
     assert_eq!(applied, all_versions());
     assert_eq!(
         scalar_i64(&db.store, "SELECT count(*) FROM _sqlx_migrations").await,
-        3
+        4
     );
     // No advisory lock is left behind.
     assert_eq!(
@@ -1059,7 +1064,7 @@ async fn the_embedded_default_creates_its_directory_and_file() {
     assert!(data.join(EMBEDDED_FILE_NAME).exists());
     assert_eq!(
         store.schema_status().await.unwrap(),
-        SchemaStatus::UpToDate { version: 3 }
+        SchemaStatus::UpToDate { version: 4 }
     );
     store.close().await;
     // Reopening is a no-op migration.
@@ -1116,4 +1121,262 @@ async fn checkpoint_write_throughput() {
         );
         db.finish().await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The observer's statements (see `store/jobs.rs`).
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+async fn observer_jobs_produce_the_expected_rows(store: &Store) {
+    store.migrate().await.unwrap();
+    let id = store
+        .get_or_create_agent("aaaabbbbccccdddd", "smolt-aaaabbbb")
+        .await
+        .unwrap()
+        .id;
+    let now = at(0);
+    let hours = |h: i64| ts(now - chrono::Duration::hours(h));
+
+    // Nudge expiry: only pending nudges older than 4 hours.
+    store
+        .insert_checkpoints(&[
+            checkpoint("ic-a", &id, "s", 0),
+            checkpoint("ic-b", &id, "s", 1),
+            checkpoint("ic-c", &id, "s", 2),
+        ])
+        .await
+        .unwrap();
+    for (nudge, checkpoint, status, created, delivered) in [
+        ("nudge-old", "ic-a", "pending", hours(5), "NULL".to_owned()),
+        ("nudge-new", "ic-b", "pending", hours(1), "NULL".to_owned()),
+        (
+            "nudge-done",
+            "ic-c",
+            "delivered",
+            hours(6),
+            format!("'{}'", hours(5)),
+        ),
+    ] {
+        exec_both(
+            store,
+            &format!(
+                "INSERT INTO enforcement_nudges (id, agent_id, checkpoint_id, session_id, status, \
+                 nudge_content, concerns_summary, created_at, delivered_at) VALUES ('{nudge}', \
+                 '{id}', '{checkpoint}', 's', '{status}', 'text', 'summary', '{created}', \
+                 {delivered})"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let cutoff = now - chrono::Duration::hours(4);
+    assert_eq!(store.expire_nudges(cutoff, now, 1000).await.unwrap(), 1);
+    assert_eq!(store.expire_nudges(cutoff, now, 1000).await.unwrap(), 0);
+    let status = |nudge: &str| {
+        format!("SELECT count(*) FROM enforcement_nudges WHERE id = '{nudge}' AND status = ")
+    };
+    assert_eq!(
+        scalar_i64(store, &format!("{}'expired'", status("nudge-old"))).await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(store, &format!("{}'pending'", status("nudge-new"))).await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(store, &format!("{}'delivered'", status("nudge-done"))).await,
+        1
+    );
+
+    // Usage roll-up: one row per agent, day, provider and model; recomputed, never added twice.
+    let day = 86_400_000;
+    let mut other_model = usage("ue-3", &id, 20);
+    other_model.model = "gpt-5-mini".to_owned();
+    other_model.tokens_in = None;
+    store
+        .insert_usage_events(&[
+            usage("ue-1", &id, 0),
+            usage("ue-2", &id, 10),
+            other_model,
+            usage("ue-y", &id, -day),
+            usage("ue-old", &id, -10 * day),
+        ])
+        .await
+        .unwrap();
+    let since = now - chrono::Duration::days(1);
+    store.rollup_usage(since).await.unwrap();
+    store.rollup_usage(since).await.unwrap();
+    assert_eq!(
+        scalar_i64(store, "SELECT count(*) FROM usage_daily").await,
+        3
+    );
+    let total = "SELECT CAST(sum(requests) AS BIGINT) FROM usage_daily";
+    assert_eq!(scalar_i64(store, total).await, 4);
+    let tokens_in = "SELECT CAST(sum(tokens_in) AS BIGINT) FROM usage_daily";
+    assert_eq!(scalar_i64(store, tokens_in).await, 360);
+    store
+        .insert_usage_events(&[usage("ue-4", &id, 30)])
+        .await
+        .unwrap();
+    store.rollup_usage(since).await.unwrap();
+    assert_eq!(scalar_i64(store, total).await, 5);
+    assert_eq!(
+        scalar_i64(
+            store,
+            "SELECT CAST(max(requests) AS BIGINT) FROM usage_daily WHERE model = 'gpt-5'"
+        )
+        .await,
+        3
+    );
+
+    // Claims: once per job and scheduled minute.
+    assert!(store.claim_run("usage_rollup", 60, "a").await.unwrap());
+    assert!(!store.claim_run("usage_rollup", 60, "b").await.unwrap());
+    assert!(store.claim_run("usage_rollup", 120, "b").await.unwrap());
+    assert!(store.claim_run("retention", 60, "b").await.unwrap());
+
+    // Retention: rows created before the cutoff go (a checkpoint with its nudge), the rest stay.
+    let old = "2000-01-01T00:00:00.000Z";
+    exec_both(
+        store,
+        &format!("UPDATE usage_events SET created_at = '{old}' WHERE id = 'ue-1'"),
+    )
+    .await
+    .unwrap();
+    exec_both(
+        store,
+        &format!(
+            "UPDATE integrity_checkpoints SET created_at = '{old}' WHERE checkpoint_id = 'ic-a'"
+        ),
+    )
+    .await
+    .unwrap();
+    let cutoff = Utc::now() - chrono::Duration::days(90);
+    let deleted = store.prune_older_than(cutoff, 1000).await.unwrap();
+    assert_eq!(deleted, 2 + 3, "two records and three claims");
+    assert_eq!(store.prune_older_than(cutoff, 1000).await.unwrap(), 0);
+    assert_eq!(
+        scalar_i64(store, "SELECT count(*) FROM usage_events").await,
+        5
+    );
+    assert_eq!(
+        scalar_i64(store, "SELECT count(*) FROM integrity_checkpoints").await,
+        2
+    );
+    assert_eq!(
+        scalar_i64(store, "SELECT count(*) FROM enforcement_nudges").await,
+        2
+    );
+    // The roll-up keeps what the deleted events contributed.
+    assert_eq!(scalar_i64(store, total).await, 5);
+}
+
+async fn integrity_summary_counts_the_window(store: &Store) {
+    store.migrate().await.unwrap();
+    let id = store
+        .get_or_create_agent("eeeeffff00001111", "smolt-eeeeffff")
+        .await
+        .unwrap()
+        .id;
+    let idle = store
+        .get_or_create_agent("2222333344445555", "smolt-22223333")
+        .await
+        .unwrap()
+        .id;
+    let mut review = checkpoint("ic-r", &id, "s", 3);
+    review.verdict = Verdict::ReviewNeeded;
+    store
+        .insert_checkpoints(&[
+            checkpoint("ic-1", &id, "s", 0),
+            checkpoint("ic-2", &id, "s", 1),
+            checkpoint("ic-3", &id, "s", 2),
+            review,
+            checkpoint("ic-old", &id, "s", 4),
+        ])
+        .await
+        .unwrap();
+    exec_both(
+        store,
+        "UPDATE integrity_checkpoints SET created_at = '2000-01-01T00:00:00.000Z' \
+         WHERE checkpoint_id = 'ic-old'",
+    )
+    .await
+    .unwrap();
+    exec_both(
+        store,
+        &format!(
+            "INSERT INTO drift_alerts (id, agent_id, alert_type, severity, description) \
+             VALUES ('ida-1', '{id}', 'value_erosion', 'medium', 'drifting')"
+        ),
+    )
+    .await
+    .unwrap();
+    exec_both(
+        store,
+        &format!("UPDATE agents SET last_seen = '2000-01-01T00:00:00.000Z' WHERE id = '{idle}'"),
+    )
+    .await
+    .unwrap();
+    let now = Utc::now();
+    let window = now - chrono::Duration::hours(24);
+    let active = now - chrono::Duration::hours(48);
+    assert_eq!(
+        store
+            .summarize_integrity(window, active, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .summarize_integrity(window, active, now)
+            .await
+            .unwrap(),
+        1
+    );
+    let of = |column: &str| {
+        format!("SELECT CAST({column} AS BIGINT) FROM integrity_summaries WHERE agent_id = '{id}'")
+    };
+    assert_eq!(scalar_i64(store, &of("checkpoints")).await, 4);
+    assert_eq!(scalar_i64(store, &of("clear")).await, 3);
+    assert_eq!(scalar_i64(store, &of("clear_ratio * 100")).await, 75);
+    assert_eq!(scalar_i64(store, &of("active_drift_alerts")).await, 1);
+    // Once the window has moved past everything, the agent drops to zero (it is still listed
+    // because its summary counted something).
+    exec_both(
+        store,
+        "UPDATE agents SET last_seen = '2000-01-01T00:00:00.000Z'",
+    )
+    .await
+    .unwrap();
+    let later = now + chrono::Duration::hours(48);
+    assert_eq!(
+        store
+            .summarize_integrity(later, later, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(scalar_i64(store, &of("checkpoints")).await, 0);
+    assert_eq!(
+        scalar_i64(
+            store,
+            &format!(
+                "SELECT count(*) FROM integrity_summaries WHERE agent_id = '{id}' \
+                 AND clear_ratio IS NULL"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        store
+            .summarize_integrity(later, later, later)
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -85,9 +85,11 @@ fn bad_configuration_exits_64_naming_the_variable() {
         ("ANTHROPIC_BASE_URL", "not a url"),
         ("MNEMOM_PLUGIN_DIRS", "/definitely/not/here"),
     ] {
+        let data = tempfile::tempdir().unwrap();
         let out = gateway()
             .arg("serve")
             .env(key, value)
+            .env("MNEMOM_DATA_DIR", data.path())
             .env("MNEMOM_PLUGIN_CACHE_DIR", "off")
             .output()
             .unwrap();

@@ -12,6 +12,7 @@ mod cli;
 mod e2e;
 mod faults;
 mod hot_reload;
+mod observer;
 mod ops;
 mod sdk;
 mod support;
