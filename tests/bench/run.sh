@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Reproducible proxy benchmark (ARCHITECTURE.md §7): on this machine, side by side, the mock
 # provider reached directly, through nginx (plain reverse proxy) and through mnemom-gateway (AIP on,
-# and AIP off). Prints a markdown table and writes it to target/bench/report.md.
+# AIP off, and AIP on with PostgreSQL and Redis attached instead of the embedded SQLite and
+# in-process cache). Prints a markdown table and writes it to target/bench/report.md.
 #
 #   tests/bench/run.sh                    # everything (installs nginx + wrk if missing, builds release)
 #   BENCH_DURATION=5 tests/bench/run.sh   # shorter timed runs
+#   BENCH_PG_REDIS=0 tests/bench/run.sh   # without the Postgres + Redis row
 #
 # See tests/bench/README.md for what is measured and how to read the numbers. Every process this
-# script starts is stopped on exit; all traffic goes to 127.0.0.1.
+# script starts is stopped on exit; the Postgres + Redis row's fresh database is dropped and its
+# Redis keys are deleted on exit; all traffic goes to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -17,6 +20,7 @@ ROOT=$(pwd)
 DURATION=${BENCH_DURATION:-10}              # seconds of each timed wrk run (c=1 latency; c=32 RPS + CPU)
 WARMUP=${BENCH_WARMUP:-2}                   # seconds of wrk warm-up before each timed run
 ROUNDS=${BENCH_LATENCY_ROUNDS:-3}           # interleaved c=1 rounds; the median p50 is reported
+CPU_ROUNDS=${BENCH_CPU_ROUNDS:-3}           # interleaved c=32 rounds; the median CPU/req and RPS are reported
 CONNS=${BENCH_CONNS:-32}                    # concurrency of the RPS and CPU runs
 TTFB_REQUESTS=${BENCH_TTFB_REQUESTS:-200}   # sequential streamed requests for time to first byte
 TTFB_DELAY_MS=${BENCH_TTFB_CHUNK_DELAY_MS:-50}
@@ -26,8 +30,14 @@ STREAM_DELAY_MS=${BENCH_STREAM_CHUNK_DELAY_MS:-500}
 HOLD=${BENCH_HOLD_SECS:-5}                  # seconds all streams are held open while RSS is sampled
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-2}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+GATEWAY_BIN_GIVEN=${GATEWAY_BIN:-}          # a gateway binary from elsewhere: the report names it
 SKIP_INSTALL=${BENCH_SKIP_INSTALL:-0}
-PERF=${BENCH_PERF:-0}                       # 1: also profile both gateways with perf (raw/perf-*.txt)
+PERF=${BENCH_PERF:-0}                       # 1: also profile the gateways with perf (raw/perf-*.txt)
+# The gateway with PostgreSQL and Redis attached (AIP on): a fresh database created from
+# BENCH_PG_ADMIN_URL's server (and dropped on exit), Redis keys under a fresh prefix (deleted on exit).
+PG_REDIS=${BENCH_PG_REDIS:-1}               # 0: leave that row out
+PG_ADMIN_URL=${BENCH_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}
+BENCH_REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 
 OUT=$ROOT/target/bench
 WORK=$OUT/run
@@ -35,11 +45,21 @@ RAW=$OUT/raw
 REPORT=$OUT/report.md
 TARGETS=(direct nginx gateway gateway-noaip)
 PROXIES=(nginx gateway gateway-noaip)
+GATEWAYS=(gateway gateway-noaip)
+if [[ $PG_REDIS == 1 ]]; then
+    TARGETS+=(gateway-pg)
+    PROXIES+=(gateway-pg)
+    GATEWAYS+=(gateway-pg)
+elif [[ $PG_REDIS != 0 ]]; then
+    echo "BENCH_PG_REDIS must be 0 or 1" >&2
+    exit 2
+fi
 declare -A LABEL=(
     [direct]="direct (mock)"
     [nginx]="nginx ($NGINX_WORKERS workers)"
     [gateway]="mnemom-gateway (AIP on)"
     [gateway-noaip]="mnemom-gateway (AIP off)"
+    [gateway-pg]="mnemom-gateway (AIP on, Postgres + Redis)"
 )
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -68,9 +88,114 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
         rm -f "/tmp/perf-$pid.map" # written by jit_perf_map (BENCH_PERF=1); a copy is in raw/
     done
+    STARTED=()
+    cleanup_pg_redis
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL and Redis for the gateway-pg row (BENCH_PG_REDIS=1). The servers are the machine's own
+# and are not started or stopped here: the run creates a database and a key prefix of its own and
+# removes both on exit (DROP DATABASE; SCAN + DEL of the prefix, never FLUSHALL).
+PG_DB="" PG_URL="" PG_DB_CREATED=0 PG_POSTMASTER="" PG_VERSION=""
+REDIS_PREFIX="" REDIS_USED=0 REDIS_PID="" REDIS_VERSION=""
+GW_PG_PID="" GW_PG_ADDR=""
+rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+# url_host URL: the host part of a postgres:// or redis:// URL.
+url_host() {
+    local h=${1#*://}
+    h=${h%%[/?]*}
+    h=${h##*@}
+    if [[ $h == \[* ]]; then h=${h%%]*} h=${h#\[}; else h=${h%%:*}; fi
+    echo "$h"
+}
+is_loopback() { [[ $1 == 127.* || $1 == localhost || $1 == ::1 ]]; }
+pg() { PGCONNECT_TIMEOUT=5 timeout 60 psql "$1" -X -v ON_ERROR_STOP=1 -Atq -c "$2"; } # pg URL SQL
+rcli() { timeout 60 redis-cli -u "$BENCH_REDIS" "$@"; }
+ppid_of() { local stat fields; stat=$(<"/proc/$1/stat") && read -ra fields <<<"${stat##*) }" && echo "${fields[1]}"; }
+
+setup_pg_redis() {
+    local url aux suffix base query=""
+    for url in "$PG_ADMIN_URL" "$BENCH_REDIS"; do
+        is_loopback "$(url_host "$url")" || die "$url is not a loopback address (all benchmark traffic stays on this machine)"
+    done
+    command -v psql >/dev/null 2>&1 || die "psql is missing"
+    command -v redis-cli >/dev/null 2>&1 || die "redis-cli is missing"
+    pg "$PG_ADMIN_URL" 'SELECT 1' >/dev/null 2>"$RAW/pg-admin.err" ||
+        die "PostgreSQL at $PG_ADMIN_URL does not answer ($(head -c 300 "$RAW/pg-admin.err")); start it, point BENCH_PG_ADMIN_URL at it, or set BENCH_PG_REDIS=0"
+    [[ $(rcli ping 2>&1) == PONG ]] || die "Redis at $BENCH_REDIS does not answer PING; start it, point BENCH_REDIS_URL at it, or set BENCH_PG_REDIS=0"
+    suffix=$(rand_hex 6)
+    PG_DB=mnemom_bench_$suffix
+    REDIS_PREFIX=bench-$suffix:
+    base=${PG_ADMIN_URL%%\?*}
+    [[ $PG_ADMIN_URL == *\?* ]] && query="?${PG_ADMIN_URL#*\?}"
+    PG_URL=${base%/*}/$PG_DB$query
+    log "creating database $PG_DB and migrating it (mnemom-gateway migrate); Redis prefix $REDIS_PREFIX"
+    PG_DB_CREATED=1 # before: a CREATE whose answer got lost is dropped too (IF EXISTS)
+    pg "$PG_ADMIN_URL" "CREATE DATABASE $PG_DB" || die "CREATE DATABASE $PG_DB failed"
+    env -u REDIS_URL DATABASE_URL="$PG_URL" LOG_LEVEL=info MNEMOM_DATA_DIR="$WORK/migrate" \
+        timeout 120 "$GATEWAY_BIN" migrate >"$RAW/migrate.log" 2>&1 || die "mnemom-gateway migrate failed: $(tail -n 20 "$RAW/migrate.log")"
+    REDIS_USED=1
+    # The servers' processes, for their CPU: the postmaster (the parent of every backend and
+    # background process; exited children are in its reaped-children time) and redis-server.
+    aux=$(pg "$PG_URL" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    PG_POSTMASTER=$(ppid_of "$aux" 2>/dev/null || true)
+    [[ -n $PG_POSTMASTER && -r /proc/$PG_POSTMASTER/stat ]] || die "the PostgreSQL server's processes are not visible here (checkpointer pid '${aux}'): it must run on this machine"
+    REDIS_PID=$(rcli info server | tr -d '\r' | sed -n 's/^process_id://p')
+    [[ -n $REDIS_PID && -r /proc/$REDIS_PID/stat && $(cat "/proc/$REDIS_PID/comm" 2>/dev/null) == redis-server* ]] ||
+        die "redis-server (pid '${REDIS_PID}') is not a process of this machine"
+    PG_VERSION=$(pg "$PG_URL" 'SHOW server_version' | awk '{ print $1 }')
+    REDIS_VERSION=$(rcli info server | tr -d '\r' | sed -n 's/^redis_version://p')
+}
+
+# check_backends NAME: the gateway's readiness body must name Postgres and Redis as its backends.
+check_backends() {
+    local body
+    body=$(curl -s --max-time 5 "http://$(url_of "$1" | cut -d/ -f3)/health/ready" || true)
+    echo "$body" >"$RAW/ready-$1.json"
+    [[ $(grep -o '"database":{[^}]*}' <<<"$body") == *'"backend":"postgres"'* ]] || die "$1 is not on Postgres: $body"
+    [[ $(grep -o '"cache":{[^}]*}' <<<"$body") == *'"backend":"redis"'* ]] || die "$1 is not on Redis: $body"
+}
+
+# After the measurements: what reached the database and the cache (a check that the row really ran
+# on them), and the gateway's cache operation counters. Sets PG_USAGE_ROWS, PG_AGENT_ROWS,
+# REDIS_KEYS and CACHE_OPS.
+pg_redis_summary() {
+    local metrics
+    sleep 2 # the writer's last batches
+    metrics=$(curl -s --max-time 5 "http://$GW_PG_ADDR/metrics" || true)
+    echo "$metrics" >"$RAW/metrics-gateway-pg.txt"
+    PG_USAGE_ROWS=$(pg "$PG_URL" 'SELECT count(*) FROM usage_events' 2>/dev/null || echo '?')
+    PG_AGENT_ROWS=$(pg "$PG_URL" 'SELECT count(*) FROM agents' 2>/dev/null || echo '?')
+    REDIS_KEYS=$(rcli --scan --pattern "$REDIS_PREFIX*" 2>/dev/null | wc -l || echo '?')
+    # Non-zero gateway_cache_operations_total{operation="get",result="hit"} N as "get/hit N".
+    CACHE_OPS=$(sed -n 's/^gateway_cache_operations_total{operation="\([a-z_]*\)",result="\([a-z_]*\)"} \([0-9.e+]*\)$/\1\/\2 \3/p' <<<"$metrics" |
+        awk '$2 != 0 { printf "%s%s", sep, $0; sep = ", " }')
+    CACHE_OPS=${CACHE_OPS:-none}
+}
+
+# Drops the database and deletes the prefix's keys (idempotent; runs from the EXIT trap after
+# every process here is stopped, so no gateway still holds a connection or writes a key).
+cleanup_pg_redis() {
+    if [[ $PG_DB_CREATED == 1 ]]; then
+        PG_DB_CREATED=0
+        if pg "$PG_ADMIN_URL" "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" 2>/dev/null ||
+            pg "$PG_ADMIN_URL" "DROP DATABASE IF EXISTS $PG_DB" 2>/dev/null; then
+            log "dropped database $PG_DB"
+        else
+            log "WARNING: could not drop database $PG_DB; drop it by hand"
+        fi
+    fi
+    if [[ $REDIS_USED == 1 ]]; then
+        REDIS_USED=0
+        local deleted
+        deleted=$(rcli --scan --pattern "$REDIS_PREFIX*" 2>/dev/null |
+            xargs -r -d '\n' -n 100 timeout 60 redis-cli -u "$BENCH_REDIS" DEL 2>/dev/null |
+            awk '{ s += $1 } END { print s + 0 }' || true)
+        log "deleted ${deleted:-0} Redis keys under $REDIS_PREFIX"
+    fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -79,6 +204,10 @@ ensure_tools() {
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [[ $PG_REDIS == 1 ]]; then # clients only: the servers are the machine's own
+        command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+        command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+    fi
     if [[ $PERF == 1 ]]; then
         command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
         command -v readelf >/dev/null 2>&1 || missing+=(binutils)
@@ -173,7 +302,12 @@ pids_of() {
         nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
         gateway) echo "$GW_PID" ;;
         gateway-noaip) echo "$GW_NOAIP_PID" ;;
+        gateway-pg) echo "$GW_PG_PID" ;;
         direct | mock) echo "$MOCK_PID" ;;
+        # The servers behind gateway-pg: the postmaster and all its children (backends, background
+        # writer, WAL writer, checkpointer, autovacuum), redis-server and any save child.
+        postgres) echo "$PG_POSTMASTER $(pgrep -P "$PG_POSTMASTER" | tr '\n' ' ')" ;;
+        redis) echo "$REDIS_PID $(pgrep -P "$REDIS_PID" | tr '\n' ' ')" ;;
     esac
 }
 # cpu_ticks PID...: utime + stime (+ reaped children's) of every thread, summed, in clock ticks.
@@ -203,10 +337,13 @@ ctx_switches() {
     for pid in "$@"; do cat "/proc/$pid/task/"*/status 2>/dev/null; done | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'
 }
 # CPU of everything this run owns: the script and its reaped children (wrk, curl, mnemom-bench)
-# plus the long-lived servers.
+# plus the long-lived servers (with BENCH_PG_REDIS=1 also PostgreSQL and Redis, all their work).
 our_ticks() {
+    local extra=()
+    # shellcheck disable=SC2207
+    [[ $PG_REDIS == 1 ]] && extra=("$GW_PG_PID" $(pids_of postgres) $(pids_of redis))
     # shellcheck disable=SC2046
-    cpu_ticks $$ "$MOCK_PID" $(pids_of nginx) "$GW_PID" "$GW_NOAIP_PID"
+    cpu_ticks $$ "$MOCK_PID" $(pids_of nginx) "$GW_PID" "$GW_NOAIP_PID" "${extra[@]}"
 }
 # machine_ticks: "busy total steal softirq" ticks of all CPUs from /proc/stat. busy is user + nice +
 # system, which is what per-process utime/stime add up to: with IRQ time accounting (as here)
@@ -284,27 +421,31 @@ EOF
     wait_http "http://$NGINX_ADDR/anthropic/v1/models" 200 10 >/dev/null || die "nginx did not start: $(cat "$RAW/nginx.log" "$dir/error.log" 2>/dev/null)"
 }
 
-# start_gateway NAME AIP_ENABLED: sets GW_PID/GW_NOAIP_PID, *_ADDR and STARTUP_MS[NAME].
+# start_gateway NAME AIP_ENABLED [VAR=VALUE...]: sets GW_PID/GW_NOAIP_PID/GW_PG_PID, *_ADDR and
+# STARTUP_MS[NAME]. Without VAR=VALUEs naming them, the gateway runs on its embedded defaults
+# (SQLite under MNEMOM_DATA_DIR, in-process cache), whatever this shell's environment says.
 declare -A STARTUP_MS
 start_gateway() {
     local name=$1 aip=$2 port pid ms
+    shift 2
     port=$(free_port)
     mkdir -p "$WORK/$name"
-    log "starting mnemom-gateway ($name, AIP_ENABLED=$aip) on 127.0.0.1:$port"
-    env HOST=127.0.0.1 PORT="$port" LOG_LEVEL=info AIP_ENABLED="$aip" \
+    log "starting mnemom-gateway ($name, AIP_ENABLED=$aip${*:+, $*}) on 127.0.0.1:$port"
+    env -u DATABASE_URL -u REDIS_URL -u MNEMOM_CACHE_PREFIX \
+        HOST=127.0.0.1 PORT="$port" LOG_LEVEL=info AIP_ENABLED="$aip" \
         ANTHROPIC_BASE_URL="http://$MOCK_ADDR" OPENAI_BASE_URL="http://$MOCK_ADDR" GEMINI_BASE_URL="http://$MOCK_ADDR" \
         MNEMOM_DATA_DIR="$WORK/$name" MNEMOM_PLUGIN_CACHE_DIR="$WORK/plugin-cache" \
-        MNEMOM_SHUTDOWN_GRACE_SECONDS=2 \
+        MNEMOM_SHUTDOWN_GRACE_SECONDS=2 "$@" \
         "$GATEWAY_BIN" serve >"$RAW/$name.log" 2>&1 &
     pid=$!
     STARTED+=("$pid")
     ms=$(wait_http "http://127.0.0.1:$port/health/ready" 200 60) || die "$name did not become ready: $(tail -n 20 "$RAW/$name.log")"
     STARTUP_MS[$name]=$ms
-    if [[ $name == gateway ]]; then
-        GW_PID=$pid GW_ADDR=127.0.0.1:$port
-    else
-        GW_NOAIP_PID=$pid GW_NOAIP_ADDR=127.0.0.1:$port
-    fi
+    case $name in
+        gateway) GW_PID=$pid GW_ADDR=127.0.0.1:$port ;;
+        gateway-noaip) GW_NOAIP_PID=$pid GW_NOAIP_ADDR=127.0.0.1:$port ;;
+        gateway-pg) GW_PG_PID=$pid GW_PG_ADDR=127.0.0.1:$port ;;
+    esac
 }
 
 # Compiles the plugins once into the cache directory so the measured gateways start warm.
@@ -312,7 +453,7 @@ warm_plugin_cache() {
     local port pid
     port=$(free_port)
     log "warming the plugin artifact cache (one throw-away gateway start)"
-    env HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn MNEMOM_DATA_DIR="$WORK/warm" MNEMOM_PLUGIN_CACHE_DIR="$WORK/plugin-cache" \
+    env -u DATABASE_URL -u REDIS_URL HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn MNEMOM_DATA_DIR="$WORK/warm" MNEMOM_PLUGIN_CACHE_DIR="$WORK/plugin-cache" \
         ANTHROPIC_BASE_URL="http://$MOCK_ADDR" MNEMOM_SHUTDOWN_GRACE_SECONDS=1 \
         "$GATEWAY_BIN" serve >"$RAW/warm.log" 2>&1 &
     pid=$!
@@ -330,6 +471,7 @@ url_of() { # url_of TARGET [stream]
         nginx) if [[ ${2:-} == stream ]]; then echo "http://$NGINX_ADDR/anthropic-stream/v1/messages"; else echo "http://$NGINX_ADDR/anthropic/v1/messages"; fi ;;
         gateway) echo "http://$GW_ADDR/anthropic/v1/messages" ;;
         gateway-noaip) echo "http://$GW_NOAIP_ADDR/anthropic/v1/messages" ;;
+        gateway-pg) echo "http://$GW_PG_ADDR/anthropic/v1/messages" ;;
     esac
 }
 
@@ -373,16 +515,27 @@ sanity_check() {
 # measure_latency TARGET ROUND: one wrk -c1 run; the rounds are interleaved across targets and
 # the reported p50/p90/p99 are the medians over rounds.
 measure_latency() {
-    local target=$1 round=$2 line errs pids cs_before cs_after
+    local target=$1 round=$2 line errs pids cs_before cs_after n
+    local pg_before redis_before pg_after redis_after
     ((round > 1)) || run_wrk "$target" 1 1 "$WARMUP" warm-c1 >/dev/null
     pids=$(pids_of "$target")
     # shellcheck disable=SC2086
     cs_before=$(ctx_switches $pids)
+    read -r pg_before redis_before <<<"$(server_ticks)"
     line=$(run_wrk "$target" 1 1 "$DURATION" "c1-r$round")
     # shellcheck disable=SC2086
     cs_after=$(ctx_switches $pids)
+    read -r pg_after redis_after <<<"$(server_ticks)"
     [[ -n $line ]] || { note "$target" "wrk c=1 (round $round) printed no summary"; return; }
-    ((round > 1)) || R[cs_c1:$target]=$(calc "($cs_after - $cs_before) / $(kv requests "$line")" 2)
+    n=$(kv requests "$line")
+    if ((round == 1 && n > 0)); then
+        R[cs_c1:$target]=$(calc "($cs_after - $cs_before) / $n" 2)
+        if [[ $PG_REDIS == 1 ]]; then # at c=1 the writer's batches are small: what one request costs the servers
+            R[pg_cpu_c1:$target]=$(calc "($pg_after - $pg_before) / $CLK_TCK / $n * 1e6" 1)
+            R[redis_cpu_c1:$target]=$(calc "($redis_after - $redis_before) / $CLK_TCK / $n * 1e6" 1)
+            R[srv_cpu_c1:$target]=$(calc "($pg_after - $pg_before + $redis_after - $redis_before) / $CLK_TCK / $n * 1e6" 1)
+        fi
+    fi
     R[p50_r$round:$target]=$(kv p50_us "$line")
     R[p90_r$round:$target]=$(kv p90_us "$line")
     R[p99_r$round:$target]=$(kv p99_us "$line")
@@ -407,10 +560,24 @@ finish_latency() {
     R[p50_rounds:$target]=$(IFS=/; echo "${vals[*]}")
 }
 
-# The c=32 run: requests per second, and the proxy's CPU time per request (clock ticks of its
-# processes before and after, divided by the requests wrk completed).
+# server_ticks: "postgres redis" clock ticks of the servers behind gateway-pg (0 0 without them).
+server_ticks() {
+    if [[ $PG_REDIS == 1 ]]; then
+        # shellcheck disable=SC2046
+        echo "$(cpu_ticks $(pids_of postgres)) $(cpu_ticks $(pids_of redis))"
+    else
+        echo "0 0"
+    fi
+}
+
+# One c=32 run (MEASURE_RPS TARGET ROUND): requests per second, and the proxy's CPU time per
+# request (clock ticks of its processes before and after, divided by the requests wrk completed).
+# The mock's, Postgres's and Redis's CPU in the same window are kept apart (the proxy column never
+# includes them). The rounds are interleaved across targets, like the c=1 rounds: a few seconds of
+# machine noise then moves one round of one target, not the whole column of one target.
 measure_rps() {
-    local target=$1 line errs pids before after mock_before mock_after n cs_before cs_after
+    local target=$1 round=$2 line errs pids before after mock_before mock_after n cs_before cs_after
+    local pg_before redis_before pg_after redis_after
     run_wrk "$target" 2 "$CONNS" "$WARMUP" warm-c32 >/dev/null
     pids=$(pids_of "$target")
     # shellcheck disable=SC2086
@@ -418,26 +585,56 @@ measure_rps() {
     # shellcheck disable=SC2086
     before=$(cpu_ticks $pids)
     mock_before=$(cpu_ticks "$MOCK_PID")
-    line=$(run_wrk "$target" 2 "$CONNS" "$DURATION" c32)
-    sleep 1 # let in-flight work and background extraction finish inside the window
+    read -r pg_before redis_before <<<"$(server_ticks)"
+    line=$(run_wrk "$target" 2 "$CONNS" "$DURATION" "c32-r$round")
+    sleep 1 # let in-flight work, background extraction and the writer's batches finish inside the window
     # shellcheck disable=SC2086
     after=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
     cs_after=$(ctx_switches $pids)
     mock_after=$(cpu_ticks "$MOCK_PID")
-    [[ -n $line ]] || { note "$target" "wrk c=$CONNS printed no summary"; return; }
+    read -r pg_after redis_after <<<"$(server_ticks)"
+    [[ -n $line ]] || { note "$target" "wrk c=$CONNS (round $round) printed no summary"; return; }
     n=$(kv requests "$line")
-    R[cs_c32:$target]=$(calc "($cs_after - $cs_before) / $n" 2)
-    ((n > 0)) || { note "$target" "c=$CONNS run completed no request"; return; }
-    R[rps:$target]=$(calc "$n / ($(kv duration_us "$line") / 1e6)" 0)
-    R[p50c32:$target]=$(kv p50_us "$line")
-    R[cpu_requests:$target]=$n
-    R[cpu_ticks:$target]=$((after - before))
-    R[cpu:$target]=$(calc "($after - $before) / $CLK_TCK / $n * 1e6" 1)
-    R[mock_cpu:$target]=$(calc "($mock_after - $mock_before) / $CLK_TCK / $n * 1e6" 1)
-    ((n >= 20000)) || note "$target" "CPU over only $n requests (tick resolution $((1000 / CLK_TCK)) ms): raise BENCH_DURATION"
+    ((n > 0)) || { note "$target" "c=$CONNS run (round $round) completed no request"; return; }
+    local r=_r$round
+    R[cs_c32$r:$target]=$(calc "($cs_after - $cs_before) / $n" 2)
+    R[rps$r:$target]=$(calc "$n / ($(kv duration_us "$line") / 1e6)" 0)
+    R[p50c32$r:$target]=$(kv p50_us "$line")
+    R[cpu_requests$r:$target]=$n
+    R[cpu_ticks$r:$target]=$((after - before))
+    R[cpu$r:$target]=$(calc "($after - $before) / $CLK_TCK / $n * 1e6" 1)
+    R[mock_cpu$r:$target]=$(calc "($mock_after - $mock_before) / $CLK_TCK / $n * 1e6" 1)
+    if [[ $PG_REDIS == 1 ]]; then
+        R[pg_cpu$r:$target]=$(calc "($pg_after - $pg_before) / $CLK_TCK / $n * 1e6" 1)
+        R[redis_cpu$r:$target]=$(calc "($redis_after - $redis_before) / $CLK_TCK / $n * 1e6" 1)
+        R[srv_cpu$r:$target]=$(calc "($pg_after - $pg_before + $redis_after - $redis_before) / $CLK_TCK / $n * 1e6" 1)
+    fi
+    ((n >= 20000)) || note "$target" "CPU over only $n requests in round $round (tick resolution $((1000 / CLK_TCK)) ms): raise BENCH_DURATION"
     errs=$(wrk_errors "$line")
-    ((errs == 0)) || note "$target" "c=$CONNS run: $errs errors"
+    ((errs == 0)) || note "$target" "c=$CONNS run (round $round): $errs errors"
+}
+
+# Medians over the c=32 rounds (per metric), the per-round CPU/req, and the summed requests/ticks.
+finish_rps() {
+    local target=$1 q r vals requests=0 ticks=0
+    for q in cpu rps p50c32 mock_cpu cs_c32 pg_cpu redis_cpu srv_cpu; do
+        vals=()
+        for r in $(seq "$CPU_ROUNDS"); do vals+=("${R[${q}_r$r:$target]:-}"); done
+        R[$q:$target]=$(median "${vals[@]}")
+        [[ -n ${R[$q:$target]} ]] || unset "R[$q:$target]"
+    done
+    vals=()
+    for r in $(seq "$CPU_ROUNDS"); do
+        vals+=("${R[cpu_r$r:$target]:-?}")
+        requests=$((requests + ${R[cpu_requests_r$r:$target]:-0}))
+        ticks=$((ticks + ${R[cpu_ticks_r$r:$target]:-0}))
+    done
+    R[cpu_rounds:$target]=$(IFS=/; echo "${vals[*]}")
+    if ((requests > 0)); then
+        R[cpu_requests:$target]=$requests
+        R[cpu_ticks:$target]=$ticks
+    fi
 }
 
 measure_ttfb() {
@@ -559,20 +756,21 @@ report() {
         echo
         echo "$(date -u '+%Y-%m-%d %H:%M UTC') · $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')) · Linux $(uname -r)"
         echo "· commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1) ]] && echo ' (+ uncommitted changes)')"
+        [[ -n $GATEWAY_BIN_GIVEN ]] && echo "· gateway binary \`$GATEWAY_BIN_GIVEN\` (GATEWAY_BIN: not necessarily built from that commit)"
         echo "· $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') · $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}') · $(rustc --version 2>/dev/null | awk '{print $1, $2}')"
         echo
         echo "Upstream: mock-provider (release) on loopback, Anthropic fixture \`messages-thinking-signature-text.json\` (4.6 KB)."
-        echo "CPU: utime+stime of the proxy's processes (all threads; nginx master+workers) across the c=$CONNS run, divided by the requests it completed."
-        echo "Latency: wrk -t1 -c1 -d${DURATION}s p50 (median of $ROUNDS interleaved rounds). RPS: wrk -t2 -c$CONNS -d${DURATION}s. TTFB: $TTFB_REQUESTS sequential streamed requests"
+        echo "CPU: utime+stime of the proxy's processes (all threads; nginx master+workers) across each c=$CONNS run, divided by the requests it completed."
+        echo "Latency: wrk -t1 -c1 -d${DURATION}s p50 (median of $ROUNDS interleaved rounds). CPU and RPS: wrk -t2 -c$CONNS -d${DURATION}s (median of $CPU_ROUNDS interleaved rounds). TTFB: $TTFB_REQUESTS sequential streamed requests"
         echo "(chunk delay ${TTFB_DELAY_MS} ms, \`$TTFB_CHUNK\`), request sent → first body byte, p50. Streams: $STREAMS concurrent SSE responses (chunk delay ${STREAM_DELAY_MS} ms) held ${HOLD} s."
         echo
         echo "| target | CPU µs/req | p50 c=1 µs | added p50 µs | RPS c=$CONNS | SSE TTFB p50 µs | TTFB − direct µs | idle RSS MiB | RSS $STREAMS streams MiB |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         for t in "${TARGETS[@]}"; do
             if [[ $t == direct ]]; then
-                echo "| ${LABEL[$t]} | ($(v mock_cpu:$t) mock) | $(v p50:$t) | – | $(v rps:$t) | $(v ttfb:$t) | – | – | – |"
+                echo "| ${LABEL[$t]} | ($(v "mock_cpu:$t") mock) | $(v "p50:$t") | – | $(v "rps:$t") | $(v "ttfb:$t") | – | – | – |"
             else
-                echo "| ${LABEL[$t]} | $(v cpu:$t) | $(v p50:$t) | $(v added:$t) | $(v rps:$t) | $(v ttfb:$t) | $(v ttfb_added:$t) | $(v rss_idle:$t) | $(v rss_streams:$t) |"
+                echo "| ${LABEL[$t]} | $(v "cpu:$t") | $(v "p50:$t") | $(v "added:$t") | $(v "rps:$t") | $(v "ttfb:$t") | $(v "ttfb_added:$t") | $(v "rss_idle:$t") | $(v "rss_streams:$t") |"
             fi
         done
         echo
@@ -581,7 +779,7 @@ report() {
         echo "| target | measured | limit | result |"
         echo "|---|---|---|---|"
         local n_cpu=${R[cpu:nginx]:-n/a} n_added=${R[added:nginx]:-n/a} g
-        for g in gateway gateway-noaip; do
+        for g in "${GATEWAYS[@]}"; do
             local gl=${LABEL[$g]} c=${R[cpu:$g]:-n/a} a=${R[added:$g]:-n/a} ta=${R[ttfb_added:$g]:-n/a}
             if is_num "$c" && is_num "$n_cpu" && [[ $n_cpu != 0.0 ]]; then ratio=$(calc "$c / $n_cpu" 2); else ratio=n/a; fi
             echo "| CPU per request, $gl vs nginx | ${ratio}× ($c vs $n_cpu µs) | ≤ 2× | $(verdict "$ratio <= 2") |"
@@ -590,28 +788,65 @@ report() {
             if is_num "${R[p50:$g]:-}" && is_num "${R[p50:nginx]:-}"; then p50_ratio=$(calc "${R[p50:$g]} / ${R[p50:nginx]}" 2); fi
             echo "| added p50 at c=1, $gl vs nginx | ${ratio}× ($a vs $n_added µs; raw p50 ratio ${p50_ratio}×) | ≤ 1.5× | $(verdict "$ratio <= 1.5") |"
             echo "| SSE first byte, $gl − direct | $ta µs | ≤ 500 µs | $(verdict "$ta <= 500") |"
-            echo "| idle RSS, $gl | $(v rss_idle:$g) MiB | < 64 MiB | $(verdict "$(v rss_idle:$g) < 64") |"
+            echo "| idle RSS, $gl | $(v "rss_idle:$g") MiB | < 64 MiB | $(verdict "$(v "rss_idle:$g") < 64") |"
             local s_ok=n/a
             [[ -n ${R[streams_200:$g]:-} ]] && s_ok=$([[ ${R[streams_200:$g]} == "$STREAMS" && ${R[streams_ended:$g]:-1} == 0 ]] && echo 1 || echo 0)
-            echo "| $STREAMS open streams, $gl | $(v rss_streams:$g) MiB peak, ${R[streams_200:$g]:-0}/$STREAMS status 200 | < 256 MiB, all 200 | $(verdict "$(v rss_streams:$g) < 256 && $s_ok == 1") |"
+            echo "| $STREAMS open streams, $gl | $(v "rss_streams:$g") MiB peak, ${R[streams_200:$g]:-0}/$STREAMS status 200 | < 256 MiB, all 200 | $(verdict "$(v "rss_streams:$g") < 256 && $s_ok == 1") |"
             echo "| start-up with cached plugins, $gl | ${STARTUP_MS[$g]:-n/a} ms | < 1000 ms | $(verdict "${STARTUP_MS[$g]:-n/a} < 1000") |"
         done
+        if [[ $PG_REDIS == 1 ]]; then
+            # Issue 3: attaching Postgres and Redis must not cost the request path more than 10%.
+            local c=${R[cpu:gateway-pg]:-n/a} c0=${R[cpu:gateway]:-n/a} a=${R[added:gateway-pg]:-n/a} a0=${R[added:gateway]:-n/a}
+            local cr=n/a ar=n/a cpct=n/a apct=n/a
+            if is_num "$c" && is_num "$c0" && awk "BEGIN { exit !($c0 > 0) }"; then
+                cr=$(calc "$c / $c0" 3) cpct=$(awk "BEGIN { printf \"%+.1f%%\", 100 * ($c / $c0 - 1) }")
+            fi
+            if is_num "$a" && is_num "$a0" && awk "BEGIN { exit !($a0 > 0) }"; then
+                ar=$(calc "$a / $a0" 3) apct=$(awk "BEGIN { printf \"%+.1f%%\", 100 * ($a / $a0 - 1) }")
+            fi
+            # The same comparison per interleaved round (the two gateways ran seconds apart), so a
+            # machine state that moves one round is visible as such.
+            local r x y d x0 y0 cround=() around=()
+            for r in $(seq "$CPU_ROUNDS"); do
+                x=${R[cpu_r$r:gateway-pg]:-} y=${R[cpu_r$r:gateway]:-}
+                if is_num "$x" && is_num "$y" && awk "BEGIN { exit !($y > 0) }"; then cround+=("$(awk "BEGIN { printf \"%+.1f\", 100 * ($x / $y - 1) }")"); else cround+=("?"); fi
+            done
+            for r in $(seq "$ROUNDS"); do
+                x=${R[p50_r$r:gateway-pg]:-} y=${R[p50_r$r:gateway]:-} d=${R[p50_r$r:direct]:-}
+                if is_num "$x" && is_num "$y" && is_num "$d" && awk "BEGIN { exit !($y - $d > 0) }"; then
+                    x0=$(calc "$x - $d" 1) y0=$(calc "$y - $d" 1)
+                    around+=("$(awk "BEGIN { printf \"%+.1f\", 100 * ($x0 / $y0 - 1) }")")
+                else around+=("?"); fi
+            done
+            echo "| CPU per request and added p50 with Postgres+Redis within 10% of the embedded-default (AIP on) figures | CPU $c vs $c0 µs ($cpct; per round $(IFS=/; echo "${cround[*]}")%); added p50 $a vs $a0 µs ($apct; per round $(IFS=/; echo "${around[*]}")%) | ≤ +10% each (medians) | $(verdict "$cr <= 1.10 && $ar <= 1.10") |"
+        fi
         echo
         echo "## Details"
         echo
-        echo "| target | c=1 p50 per round µs | p90 / p99 c=1 µs | p50 c=$CONNS µs | c=$CONNS run: requests, CPU ticks | mock CPU µs/req in that run | context switches/req c=1, c=$CONNS | TTFB p90 µs | stream total p50 ms | streams: RSS before → peak MiB, open s | notes |"
-        echo "|---|---|---|---:|---|---:|---|---:|---:|---|---|"
+        local srv_head="" srv_align=""
+        if [[ $PG_REDIS == 1 ]]; then
+            srv_head=" Postgres + Redis CPU µs/req: c=1 (round 1); c=$CONNS |"
+            srv_align="---|"
+        fi
+        echo "| target | c=1 p50 per round µs | p90 / p99 c=1 µs | CPU µs/req per c=$CONNS round | p50 c=$CONNS µs | c=$CONNS runs: requests, CPU ticks | mock CPU µs/req in those runs |$srv_head context switches/req c=1, c=$CONNS | TTFB p90 µs | stream total p50 ms | streams: RSS before → peak MiB, open s | notes |"
+        echo "|---|---|---|---|---:|---|---:|$srv_align---|---:|---:|---|---|"
         for t in "${TARGETS[@]}"; do
-            local streams_detail
-            streams_detail="$(v rss_before_streams:$t) → $(v rss_streams:$t), $(v streams_open_s:$t)"
+            local streams_detail srv=""
+            streams_detail="$(v "rss_before_streams:$t") → $(v "rss_streams:$t"), $(v "streams_open_s:$t")"
             [[ $t == direct ]] && streams_detail="–"
-            echo "| ${LABEL[$t]} | $(v p50_rounds:$t) | $(v p90:$t) / $(v p99:$t) | $(v p50c32:$t) | $(v cpu_requests:$t), $(v cpu_ticks:$t) | $(v mock_cpu:$t) | $(v cs_c1:$t), $(v cs_c32:$t) | $(v ttfb_p90:$t) | $(v ttfb_total:$t) | $streams_detail | ${NOTE[$t]:-} |"
+            [[ $PG_REDIS == 1 ]] && srv=" $(v "srv_cpu_c1:$t") ($(v "pg_cpu_c1:$t") + $(v "redis_cpu_c1:$t")); $(v "srv_cpu:$t") ($(v "pg_cpu:$t") + $(v "redis_cpu:$t")) |"
+            echo "| ${LABEL[$t]} | $(v "p50_rounds:$t") | $(v "p90:$t") / $(v "p99:$t") | $(v "cpu_rounds:$t") | $(v "p50c32:$t") | $(v "cpu_requests:$t"), $(v "cpu_ticks:$t") | $(v "mock_cpu:$t") |$srv $(v "cs_c1:$t"), $(v "cs_c32:$t") | $(v "ttfb_p90:$t") | $(v "ttfb_total:$t") | $streams_detail | ${NOTE[$t]:-} |"
         done
         echo
         echo "Machine noise: processes other than this run's used ${FOREIGN_PCT:-?}% of the machine's CPU during the measurements (steal ${STEAL_PCT:-?}%; load average before ${LOAD_BEFORE:-?}, after ${LOAD_AFTER:-?}). Above ~5% the numbers are skewed: re-run on a quiet machine."
         echo "Interrupt + softirq time, charged to no process (so not in the CPU column), was ${IRQ_PCT:-?}% of the machine's CPU over the run."
         echo "Cold start (plugins compiled, empty cache): ${COLD_STARTUP_MS:-n/a} ms. Clock tick: $((1000 / CLK_TCK)) ms. File-descriptor limit: $(ulimit -n)."
         echo "nginx: $NGINX_WORKERS worker processes, access_log off, upstream keepalive 64, HTTP/1.1; /anthropic/ buffered (default), /anthropic-stream/ \`proxy_buffering off\`."
+        if [[ $PG_REDIS == 1 ]]; then
+            echo "Postgres + Redis row: PostgreSQL ${PG_VERSION:-?} (fresh database \`$PG_DB\`, \`mnemom-gateway migrate\`d before the start, dropped on exit) and Redis ${REDIS_VERSION:-?} (\`MNEMOM_CACHE_PREFIX=$REDIS_PREFIX\`, keys deleted on exit), both on loopback;"
+            echo "the other rows use the embedded defaults (SQLite under \`MNEMOM_DATA_DIR\`, in-process cache). Its CPU column is the gateway process only; the servers' CPU is the details column (whole servers: postmaster with every backend and background process, reaped ones included, and redis-server; in the other rows that column is their background)."
+            echo "At the end: ${PG_USAGE_ROWS:-?} usage_events rows and ${PG_AGENT_ROWS:-?} agents in the database, ${REDIS_KEYS:-?} Redis keys under the prefix; the gateway's cache operations: ${CACHE_OPS:-?}."
+        fi
         echo "Raw outputs: \`target/bench/raw/\`."
     } >"$REPORT"
 }
@@ -636,7 +871,12 @@ main() {
     warm_plugin_cache
     start_gateway gateway true
     start_gateway gateway-noaip false
-    log "mock $MOCK_ADDR · nginx $NGINX_ADDR · gateway $GW_ADDR · gateway (AIP off) $GW_NOAIP_ADDR"
+    if [[ $PG_REDIS == 1 ]]; then
+        setup_pg_redis
+        start_gateway gateway-pg true DATABASE_URL="$PG_URL" REDIS_URL="$BENCH_REDIS" MNEMOM_CACHE_PREFIX="$REDIS_PREFIX"
+        check_backends gateway-pg
+    fi
+    log "mock $MOCK_ADDR · nginx $NGINX_ADDR · gateway $GW_ADDR · gateway (AIP off) $GW_NOAIP_ADDR${GW_PG_ADDR:+ · gateway (Postgres + Redis) $GW_PG_ADDR}"
 
     sleep 1
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -648,7 +888,7 @@ main() {
         # shellcheck disable=SC2046
         R[rss_idle:$t]=$(mib "$(rss_kib $(pids_of "$t"))")
     done
-    log "idle RSS (MiB): nginx ${R[rss_idle:nginx]} · gateway ${R[rss_idle:gateway]} · gateway (AIP off) ${R[rss_idle:gateway-noaip]}"
+    log "idle RSS (MiB): nginx ${R[rss_idle:nginx]} · gateway ${R[rss_idle:gateway]} · gateway (AIP off) ${R[rss_idle:gateway-noaip]}${GW_PG_ADDR:+ · gateway (Postgres + Redis) ${R[rss_idle:gateway-pg]}}"
 
     local ok_targets=()
     for t in "${TARGETS[@]}"; do
@@ -663,10 +903,13 @@ main() {
         done
     done
     for t in "${ok_targets[@]}"; do finish_latency "$t"; done
-    for t in "${ok_targets[@]}"; do
-        log "RPS and CPU per request, c=$CONNS: $t"
-        measure_rps "$t"
+    for round in $(seq "$CPU_ROUNDS"); do
+        for t in "${ok_targets[@]}"; do
+            log "RPS and CPU per request, c=$CONNS, round $round/$CPU_ROUNDS: $t"
+            measure_rps "$t" "$round"
+        done
     done
+    for t in "${ok_targets[@]}"; do finish_rps "$t"; done
     for t in "${ok_targets[@]}"; do
         log "SSE time to first byte ($TTFB_REQUESTS requests): $t"
         measure_ttfb "$t"
@@ -689,9 +932,10 @@ main() {
     if awk "BEGIN { exit !($FOREIGN_PCT > 10 || $STEAL_PCT > 10) }"; then
         log "WARNING: other processes used ${FOREIGN_PCT}% of the CPU (steal ${STEAL_PCT}%) during the measurements; the numbers are skewed"
     fi
+    [[ $PG_REDIS == 1 ]] && pg_redis_summary
     report
     if [[ $PERF == 1 ]]; then
-        for t in gateway gateway-noaip nginx; do
+        for t in "${GATEWAYS[@]}" nginx; do
             [[ " ${ok_targets[*]} " == *" $t "* ]] || continue
             log "profiling $t with perf (c=$CONNS, ${DURATION}s)"
             profile_target "$t" || log "WARNING: profiling $t failed"
