@@ -7,6 +7,30 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+/// Bindings of the AIP policy worlds. `aip-policy` imports everything `aip-policy-pure` does
+/// plus `llm` and `kv`, so one set of bindings serves both: the pure world simply never links the
+/// extra imports (the host adds them to every policy linker; a pure component does not use them).
+pub mod policy {
+    wasmtime::component::bindgen!({
+        world: "aip-policy",
+        path: "../wit",
+        imports: {
+            "mnemom:gateway/llm.complete": async,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "mnemom:gateway/host": super::mnemom::gateway::host,
+            "mnemom:gateway/types": super::mnemom::gateway::types,
+        },
+    });
+
+    pub use exports::mnemom::gateway::policy as policy_exports;
+    pub use mnemom::gateway::kv as kv_imports;
+    pub use mnemom::gateway::llm as llm_imports;
+    pub use mnemom::gateway::policy_types;
+}
+
 pub use exports::mnemom::gateway::adapter as adapter_exports;
 pub use mnemom::gateway::host as host_imports;
 pub use mnemom::gateway::types as wit_types;
@@ -16,3 +40,6 @@ pub const WIT_PACKAGE: &str = "mnemom:gateway@0.1.0";
 
 /// The export a provider adapter must provide.
 pub const ADAPTER_EXPORT: &str = "mnemom:gateway/adapter@0.1.0";
+
+/// The export an AIP policy must provide.
+pub const POLICY_EXPORT: &str = "mnemom:gateway/policy@0.1.0";

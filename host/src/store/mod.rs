@@ -36,9 +36,10 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use config::{Backend, DATABASE_URL, EMBEDDED_FILE_NAME, StoreConfig};
 pub use records::{
-    Agent, AgentSettings, Attestation, CheckpointRecord, CheckpointSource, ContainmentStatus,
-    EnforcementMode, NudgeStrategy, UnknownValue, UsageEventRecord, Verdict, default_card,
-    default_card_id, thinking_hash,
+    ActiveCard, Agent, AgentSettings, Attestation, CheckpointRecord, CheckpointSource,
+    ClaimedNudge, ContainmentRecord, ContainmentStatus, DriftAlertRecord, EnforcementMode,
+    NudgeRecord, NudgeStrategy, UnknownValue, UsageEventRecord, Verdict, WebhookDeliveryRecord,
+    WebhookRegistration, default_card, default_card_id, thinking_hash,
 };
 pub use schema::{MigrationReport, OpenError, SchemaStatus, run_migrate};
 

@@ -276,6 +276,145 @@ pub struct UsageEventRecord {
     pub gateway_log_id: Option<String>,
 }
 
+/// An `enforcement_nudges` row as created after a boundary violation (status `pending`). `id` is
+/// generated before the insert; `checkpoint_id` is unique, so a retried insert is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NudgeRecord {
+    /// `nudge-<16 hex>`.
+    pub id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The checkpoint that caused it (must be written first).
+    pub checkpoint_id: String,
+    /// The session of that checkpoint.
+    pub session_id: String,
+    /// The exact text injected into the next request.
+    pub nudge_content: String,
+    /// `category: description; …`, or `Boundary violation detected`.
+    pub concerns_summary: String,
+    /// When it was created (expiry counts from here).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A pending nudge claimed for one request (see `Store::claim_pending_nudges`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedNudge {
+    /// `nudge-…`.
+    pub id: String,
+    /// The checkpoint that caused it.
+    pub checkpoint_id: String,
+    /// The text to inject.
+    pub nudge_content: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A `drift_alerts` row for integrity drift (a streak of non-clear verdicts in a session).
+/// `dedup_key` is unique: the same streak seen by two pods is stored once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftAlertRecord {
+    /// `ida-<uuid>`.
+    pub id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The card analysed against.
+    pub card_id: Option<String>,
+    /// The session of the streak.
+    pub session_id: String,
+    /// Direction: `injection_pattern`, `value_erosion`, `autonomy_creep`, `deception_pattern`
+    /// or `unknown`.
+    pub alert_type: String,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// For a human.
+    pub description: String,
+    /// `{integrity_similarity, streak_length, checkpoint_ids, …}` (a JSON object).
+    pub drift_data: serde_json::Value,
+    /// `<agent_id>:<session_id>:<first checkpoint id of the streak>`.
+    pub dedup_key: String,
+    /// When it was raised.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Auto-containment of an agent: set `containment_status = 'paused'` (only if it is still
+/// `active`) and log it in `agent_containment_log`, in one transaction. Idempotent by `log_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainmentRecord {
+    /// `ctl-<16 hex>`: the log row's id.
+    pub log_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// `auto_pause`.
+    pub action: String,
+    /// `system`.
+    pub actor: String,
+    /// `Auto-contained: N consecutive boundary violations`.
+    pub reason: String,
+    /// The status it replaces (`active`).
+    pub previous_status: ContainmentStatus,
+    /// The new status (`paused`).
+    pub new_status: ContainmentStatus,
+    /// `{checkpoint_id}` (a JSON object).
+    pub metadata: serde_json::Value,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An `aip_webhook_deliveries` row: the outcome of delivering one checkpoint to one registration,
+/// with the attempts really made. Unique per (registration, checkpoint): a later record for the
+/// same pair (a redelivery) updates `delivered`, `attempts`, `last_status` and `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeliveryRecord {
+    /// `del-<12 hex>`.
+    pub id: String,
+    /// The registration.
+    pub registration_id: String,
+    /// The checkpoint delivered (must be written first).
+    pub checkpoint_id: String,
+    /// `verdict.<verdict>`.
+    pub event_type: String,
+    /// Whether a 2xx answer came back.
+    pub delivered: bool,
+    /// Attempts made in total (≥ 1).
+    pub attempts: i32,
+    /// HTTP status of the last attempt, when one answered.
+    pub last_status: Option<i32>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the first attempt was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An `aip_webhook_registrations` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRegistration {
+    /// Id.
+    pub id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Where to POST.
+    pub callback_url: String,
+    /// HMAC-SHA256 key.
+    pub secret: String,
+    /// `*`, `verdict.*` or exact event types.
+    pub event_types: Vec<String>,
+    /// Consecutive failed deliveries.
+    pub failure_count: i32,
+    /// Disabled registrations receive nothing.
+    pub enabled: bool,
+}
+
+/// An agent's active alignment card with its per-agent conscience values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveCard {
+    /// `ac-…`.
+    pub id: String,
+    /// The AAP card.
+    pub card_json: serde_json::Value,
+    /// Per-agent conscience values (a JSON array), if any.
+    pub conscience_values: Option<serde_json::Value>,
+}
+
 /// SHA-256 hex of a thinking block: what checkpoints store instead of the text.
 pub fn thinking_hash(thinking: &str) -> String {
     hex::encode(Sha256::digest(thinking.as_bytes()))
