@@ -21,6 +21,16 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "mnemom_testkit_adapter",
         "TESTKIT",
     ),
+    (
+        "mnemom-policy-conscience",
+        "mnemom_policy_conscience",
+        "AIP_CONSCIENCE",
+    ),
+    (
+        "mnemom-testkit-policy",
+        "mnemom_testkit_policy",
+        "TESTKIT_POLICY",
+    ),
 ];
 
 fn main() {
@@ -43,7 +53,14 @@ fn run() -> Result<(), String> {
     for watched in ["wit", "sdk/src", "sdk/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    for dir in ["anthropic", "openai", "gemini", "testkit"] {
+    for dir in [
+        "anthropic",
+        "openai",
+        "gemini",
+        "testkit",
+        "aip-conscience",
+        "testkit-policy",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             root.join("plugins").join(dir).join("src").display()

@@ -76,6 +76,48 @@ impl Agents {
         None
     }
 
+    /// The agent's settings from the cache; on a miss, loaded from the database for at most
+    /// `wait` (then cached), so that a paused agent is refused even on a cold cache. Past
+    /// `wait`, or while the database is failing, `None` (use the defaults) and the load goes on
+    /// in the background. Unknown agents are `None`.
+    pub async fn settings_or_load(&self, agent_id: &str, wait: Duration) -> Option<AgentSettings> {
+        let key = keys::quota_agent(agent_id);
+        if let Some(cached) = self.inner.cache.get_json::<CachedAgent>(&key).await {
+            return Some(cached.agent_settings);
+        }
+        let failing = self
+            .inner
+            .retry_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| tokio::time::Instant::now() < t);
+        if failing || wait.is_zero() {
+            self.load_in_background(agent_id);
+            return None;
+        }
+        match tokio::time::timeout(wait, self.inner.store.agent(agent_id)).await {
+            Ok(Ok(Some(agent))) => {
+                remember(&self.inner.cache, &agent).await;
+                Some(agent.settings)
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                *self
+                    .inner
+                    .retry_after
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some(tokio::time::Instant::now() + LOAD_RETRY_AFTER);
+                tracing::debug!(agent = %agent_id, error = %e, "loading agent settings failed");
+                None
+            }
+            Err(_) => {
+                self.load_in_background(agent_id);
+                None
+            }
+        }
+    }
+
     fn load_in_background(&self, agent_id: &str) {
         let now = tokio::time::Instant::now();
         if self

@@ -59,6 +59,28 @@ pub enum BuildError {
     Journal(#[from] JournalError),
 }
 
+/// Settings of the AIP pipeline and the services it uses (analysis endpoints, webhooks).
+#[derive(Debug, Clone)]
+pub struct AipConfig {
+    /// The pipeline.
+    pub aip: crate::aip::AipSettings,
+    /// The analysis LLM and hybrid endpoints.
+    pub analysis: crate::analysis::AnalysisSettings,
+    /// Webhook delivery.
+    pub webhooks: crate::webhooks::WebhookSettings,
+}
+
+impl AipConfig {
+    /// Reads and validates all three from `source`.
+    pub fn from_source(source: &dyn ConfigSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            aip: crate::aip::AipSettings::from_source(source)?,
+            analysis: crate::analysis::AnalysisSettings::from_source(source)?,
+            webhooks: crate::webhooks::WebhookSettings::from_source(source)?,
+        })
+    }
+}
+
 /// What [`App::build_from`] adds to a gateway built from parts: the database and its writer.
 struct Persistence {
     store: Store,
@@ -99,6 +121,10 @@ pub struct App {
     pub observer: Option<crate::observer::ObserverSettings>,
     /// The last run of each scheduled job (observer and `all` roles), for readiness.
     pub jobs: Arc<crate::observer::JobBoard>,
+    /// Webhook delivery (with a database).
+    pub webhooks: Option<crate::webhooks::Webhooks>,
+    /// The analysis endpoints.
+    pub analysis: crate::analysis::Analysis,
 }
 
 impl App {
@@ -116,6 +142,7 @@ impl App {
         let store_config = StoreConfig::from_source(source, &config.data_dir)?;
         let writer_settings = WriterSettings::from_source(source, &config.data_dir)?;
         let observer_settings = crate::observer::ObserverSettings::from_source(source)?;
+        let aip_config = AipConfig::from_source(source)?;
         let (store, degraded) = match Store::open_for_serve(&store_config).await {
             Ok(store) => (store, false),
             Err(e) => {
@@ -133,7 +160,15 @@ impl App {
             writer: writer_settings,
             observer: observer_settings,
         };
-        Self::assemble(config, license, cache_settings, observer, Some(persistence)).await
+        Self::assemble(
+            config,
+            license,
+            cache_settings,
+            observer,
+            aip_config,
+            Some(persistence),
+        )
+        .await
     }
 
     /// Builds the gateway from its parts: loads plugins, connects nothing eagerly. No database:
@@ -144,7 +179,8 @@ impl App {
         cache_settings: CacheSettings,
         observer: Arc<dyn ExchangeObserver>,
     ) -> Result<Arc<Self>, BuildError> {
-        Self::assemble(config, license, cache_settings, observer, None).await
+        let aip_config = AipConfig::from_source(&crate::config::MapSource::default())?;
+        Self::assemble(config, license, cache_settings, observer, aip_config, None).await
     }
 
     async fn assemble(
@@ -152,6 +188,7 @@ impl App {
         license: Arc<crate::license::License>,
         cache_settings: CacheSettings,
         observer: Arc<dyn ExchangeObserver>,
+        aip_config: AipConfig,
         persistence: Option<Persistence>,
     ) -> Result<Arc<Self>, BuildError> {
         for dir in &config.plugin_dirs {
@@ -164,11 +201,23 @@ impl App {
         let cache = Cache::new(&cache_settings, &metrics);
         tracing::info!(cache = %cache.describe(), "cache backend");
         let engine = PluginEngine::new(config.plugin_cache_dir.clone())?;
+        let analysis = crate::analysis::Analysis::new(&aip_config.analysis, metrics.registry())?;
+        let llm: Option<Arc<dyn crate::plugin::policy::LlmBackend>> =
+            if analysis.llm.is_configured() {
+                Some(Arc::new(crate::aip::llm::AnalysisLlm(analysis.llm.clone())))
+            } else {
+                None
+            };
+        tracing::info!(analysis = ?analysis.mode, "AIP analysis");
         let registry_config = RegistryConfig {
             plugin_dirs: config.plugin_dirs.clone(),
             upstream_overrides: config.upstream_overrides.clone(),
             poll_interval: config.plugin_poll_interval,
             debounce: config.plugin_reload_debounce,
+            policy_services: crate::plugin::policy::PolicyServices {
+                llm: llm.clone(),
+                kv: Some(cache.clone()),
+            },
         };
         let (registry, initial_load) =
             PluginRegistry::start(engine, metrics.clone(), registry_config).await;
@@ -202,13 +251,37 @@ impl App {
             None => (None, None, observer),
         };
         let config = Arc::new(config);
+        let in_flight = crate::proxy::exchange::InFlight::default();
+        let webhooks = match (store.get(), &writer) {
+            (Some(store), Some(writer)) => Some(crate::webhooks::Webhooks::new(
+                aip_config.webhooks.clone(),
+                store.clone(),
+                writer.clone(),
+                &metrics,
+            )?),
+            _ => None,
+        };
+        let aip = crate::aip::Aip::new(crate::aip::AipParts {
+            settings: aip_config.aip.clone(),
+            registry: registry.clone(),
+            cache: cache.clone(),
+            store: store.get().cloned(),
+            writer: writer.clone(),
+            agents: agents.clone(),
+            metrics: metrics.clone(),
+            llm_configured: llm.is_some(),
+            hybrid: analysis.hybrid.clone(),
+            tasks: in_flight.clone(),
+            webhooks: webhooks.clone(),
+        })?;
         let proxy = Arc::new(Proxy {
             config: config.clone(),
             metrics: metrics.clone(),
             client: build_client(config.connect_timeout),
             observer,
             license: license.clone(),
-            in_flight: Default::default(),
+            in_flight,
+            aip: Some(Arc::new(aip)),
         });
         Ok(Arc::new(Self {
             config,
@@ -224,6 +297,8 @@ impl App {
             agents,
             observer: observer_settings,
             jobs: Arc::default(),
+            webhooks,
+            analysis,
         }))
     }
 
@@ -389,10 +464,14 @@ impl App {
         watcher.abort();
         refresher.abort();
         if let Some(writer) = &self.writer {
-            // Answered requests whose exchange is still being extracted: their records must
-            // reach the writer before it drains.
+            // Answered requests whose exchange is still being extracted or analysed: their
+            // records must reach the writer before it drains.
             while self.proxy.in_flight.count() > 0 && tokio::time::Instant::now() < grace_end {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if let Some(webhooks) = &self.webhooks {
+                // Deliveries in flight finish or are recorded as failed for the redelivery job.
+                let _ = webhooks.drain(grace_end).await;
             }
             let deadline = grace_end.max(tokio::time::Instant::now() + MIN_WRITER_DRAIN);
             let report = writer.shutdown(deadline).await;

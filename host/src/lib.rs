@@ -2,6 +2,8 @@
 //! streaming, metrics); provider adapters and AIP policies are WebAssembly components.
 
 pub mod agents;
+pub mod aip;
+pub mod analysis;
 pub mod app;
 pub mod cache;
 pub mod config;
@@ -14,4 +16,5 @@ pub mod plugin;
 pub mod proxy;
 pub mod store;
 pub mod usage;
+pub mod webhooks;
 pub mod writer;

@@ -10,8 +10,13 @@
 //!   accumulation and expected-file helpers for golden tests.
 
 pub mod config;
+pub mod conscience;
+pub mod evidence;
 pub mod json;
 pub mod lenient;
 pub mod notes;
+#[cfg(any(feature = "policy", feature = "policy-pure"))]
+pub mod policy;
+pub mod verdict;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,5 +1,6 @@
-//! The scheduled jobs: nudge expiry, usage roll-up, integrity summary and retention. Each is idempotent and
-//! bounded per run (at most [`MAX_BATCHES`] batches of [`BATCH`] rows).
+//! The scheduled jobs: nudge expiry, usage roll-up, integrity summary, retention and webhook
+//! redelivery. Each is idempotent and bounded per run (at most [`MAX_BATCHES`] batches of
+//! [`BATCH`] rows; [`REDELIVERY_BATCH`] deliveries).
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ pub const USAGE_ROLLUP: &str = "usage_rollup";
 pub const INTEGRITY_SUMMARY: &str = "integrity_summary";
 /// `retention`.
 pub const RETENTION: &str = "retention";
+/// `webhook_redelivery`.
+pub const WEBHOOK_REDELIVERY: &str = "webhook_redelivery";
 
 /// Rows per statement.
 pub const BATCH: i64 = 1000;
@@ -25,8 +28,12 @@ pub const MAX_BATCHES: u32 = 20;
 pub const INTEGRITY_WINDOW_HOURS: i64 = 24;
 /// Pending nudges older than this expire.
 pub const NUDGE_TTL_HOURS: i64 = 4;
+/// Deliveries one `webhook_redelivery` run sends at most (16 at a time, each attempt bounded
+/// by `MNEMOM_WEBHOOK_TIMEOUT_MS`).
+pub const REDELIVERY_BATCH: u32 = 100;
 
-/// The job called `name` over `store`, if there is one.
+/// The job called `name` over `store`, if there is one (`webhook_redelivery` needs the
+/// deliverer: [`WebhookRedelivery`]).
 pub fn for_store(name: &str, store: &Store, retention_days: u32) -> Option<Arc<dyn Job>> {
     let store = store.clone();
     Some(match name {
@@ -138,6 +145,27 @@ impl Job for IntegritySummary {
                 .store
                 .summarize_integrity(now - window, now - window - window, now)
                 .await?)
+        })
+    }
+}
+
+/// Sends undelivered webhook deliveries again: a bounded batch of due ones per run, one attempt
+/// each (see `Webhooks::redeliver`).
+#[derive(Debug, Clone)]
+pub struct WebhookRedelivery {
+    /// The deliverer (its store, settings, SSRF guard and metrics).
+    pub webhooks: crate::webhooks::Webhooks,
+}
+
+impl Job for WebhookRedelivery {
+    fn name(&self) -> &'static str {
+        WEBHOOK_REDELIVERY
+    }
+
+    fn run(&self, now: DateTime<Utc>) -> JobFuture<'_> {
+        Box::pin(async move {
+            let report = self.webhooks.redeliver(now, REDELIVERY_BATCH).await?;
+            Ok(report.sent)
         })
     }
 }

@@ -30,6 +30,7 @@ pub const DEFAULT_SCHEDULES: &[(&str, &str)] = &[
     (jobs::USAGE_ROLLUP, "*/5 * * * *"),
     (jobs::INTEGRITY_SUMMARY, "*/5 * * * *"),
     (jobs::RETENTION, "0 3 * * *"),
+    (jobs::WEBHOOK_REDELIVERY, "* * * * *"),
 ];
 
 /// Default age after which records are deleted by the retention job.
@@ -181,7 +182,8 @@ impl ObserverSettings {
         Ok(settings)
     }
 
-    /// The scheduled jobs over `store`, with their schedules.
+    /// The scheduled jobs over `store`, with their schedules (without `webhook_redelivery`:
+    /// see [`ObserverSettings::jobs_with_webhooks`]).
     pub fn jobs(&self, store: &Store) -> Vec<(Arc<dyn Job>, Schedule)> {
         self.schedules
             .iter()
@@ -190,6 +192,32 @@ impl ObserverSettings {
                 Some((job, schedule.clone()?))
             })
             .collect()
+    }
+
+    /// Every scheduled job, `webhook_redelivery` (over `webhooks`) included.
+    pub fn jobs_with_webhooks(
+        &self,
+        store: &Store,
+        webhooks: &crate::webhooks::Webhooks,
+    ) -> Vec<(Arc<dyn Job>, Schedule)> {
+        let mut jobs = self.jobs(store);
+        if let Some(schedule) = self.schedule(jobs::WEBHOOK_REDELIVERY) {
+            jobs.push((
+                Arc::new(jobs::WebhookRedelivery {
+                    webhooks: webhooks.clone(),
+                }),
+                schedule,
+            ));
+        }
+        jobs
+    }
+
+    /// The schedule of `job` (`None`: unknown or `off`).
+    pub fn schedule(&self, job: &str) -> Option<Schedule> {
+        self.schedules
+            .iter()
+            .find(|(name, _)| *name == job)
+            .and_then(|(_, schedule)| schedule.clone())
     }
 }
 

@@ -100,6 +100,7 @@ fn settings_have_defaults_and_overrides() {
             ("usage_rollup", Some("*/5 * * * *".to_owned())),
             ("integrity_summary", Some("*/5 * * * *".to_owned())),
             ("retention", Some("0 3 * * *".to_owned())),
+            ("webhook_redelivery", Some("* * * * *".to_owned())),
         ]
     );
     let custom = ObserverSettings::from_source(&env(&[

@@ -186,7 +186,10 @@ const ADAPTER_FUNCTIONS: &[&str] = &[
     "map-error",
 ];
 
-/// Checks a compiled component against `world` and the import allow-list.
+/// The exports an AIP policy requires.
+const POLICY_FUNCTIONS: &[&str] = &["describe", "check"];
+
+/// Checks a compiled component against `world` and the world's import allow-list.
 pub fn check_component(
     engine: &PluginEngine,
     component: &Component,
@@ -194,33 +197,41 @@ pub fn check_component(
 ) -> Result<(), LoadError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine.engine()) {
-        if !import_allowed(name) {
+        if !import_allowed(world, name) {
             return Err(LoadError::ForbiddenImport(name.to_owned()));
         }
     }
-    match world {
-        World::ProviderAdapter => {
-            let export = ty
-                .exports(engine.engine())
-                .find(|(name, _)| name.starts_with("mnemom:gateway/adapter@0.1."))
-                .map(|(_, item)| item.ty);
-            let Some(ComponentItem::ComponentInstance(instance)) = export else {
-                return Err(LoadError::WrongWorld {
-                    world: world.as_str(),
-                    export: "mnemom:gateway/adapter@0.1.0",
-                });
-            };
-            for function in ADAPTER_FUNCTIONS {
-                if !instance
-                    .exports(engine.engine())
-                    .any(|(name, _)| name == *function)
-                {
-                    return Err(LoadError::WrongWorld {
-                        world: world.as_str(),
-                        export: function,
-                    });
-                }
-            }
+    let (interface, full_name, functions) = match world {
+        World::ProviderAdapter => (
+            "mnemom:gateway/adapter@0.1.",
+            "mnemom:gateway/adapter@0.1.0",
+            ADAPTER_FUNCTIONS,
+        ),
+        World::AipPolicy | World::AipPolicyPure => (
+            "mnemom:gateway/policy@0.1.",
+            "mnemom:gateway/policy@0.1.0",
+            POLICY_FUNCTIONS,
+        ),
+    };
+    let export = ty
+        .exports(engine.engine())
+        .find(|(name, _)| name.starts_with(interface))
+        .map(|(_, item)| item.ty);
+    let Some(ComponentItem::ComponentInstance(instance)) = export else {
+        return Err(LoadError::WrongWorld {
+            world: world.as_str(),
+            export: full_name,
+        });
+    };
+    for function in functions {
+        if !instance
+            .exports(engine.engine())
+            .any(|(name, _)| name == *function)
+        {
+            return Err(LoadError::WrongWorld {
+                world: world.as_str(),
+                export: function,
+            });
         }
     }
     Ok(())

@@ -15,8 +15,10 @@ pub mod policy {
         world: "aip-policy",
         path: "../wit",
         imports: {
-            "mnemom:gateway/llm.complete": async,
-            default: trappable,
+            "mnemom:gateway/llm.complete": async | trappable,
+            "mnemom:gateway/kv.get": async | trappable,
+            "mnemom:gateway/kv.set": async | trappable,
+            "mnemom:gateway/kv.delete": async | trappable,
         },
         exports: { default: async },
         with: {

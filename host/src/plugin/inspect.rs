@@ -7,6 +7,7 @@ use super::adapter::{AdapterPlugin, Origin};
 use super::engine::{PluginEngine, sha256_hex};
 use super::instance::import_allowed;
 use super::manifest::{FailureMode, Limits, Manifest, World};
+use super::policy::{PolicyPlugin, PolicyServices};
 use crate::metrics::Metrics;
 
 /// The inspection result.
@@ -61,31 +62,42 @@ pub async fn inspect(file: &str, bytes: &[u8], config: BTreeMap<String, String>)
         }
     };
     let ty = component.component_type();
-    result.imports = ty
-        .imports(engine.engine())
-        .map(|(name, _)| (name.to_owned(), import_allowed(name)))
-        .collect();
-    result.exports = ty
+    let exports: Vec<String> = ty
         .exports(engine.engine())
         .map(|(name, _)| name.to_owned())
         .collect();
-    if result
-        .exports
+    let imports_io = ty.imports(engine.engine()).any(|(name, _)| {
+        name.starts_with("mnemom:gateway/llm@") || name.starts_with("mnemom:gateway/kv@")
+    });
+    let world = if exports
         .iter()
         .any(|e| e.starts_with("mnemom:gateway/adapter@"))
     {
-        result.world = Some(World::ProviderAdapter.as_str().to_owned());
+        World::ProviderAdapter
+    } else if exports.iter().any(|e| e.starts_with("mnemom:gateway/policy@")) {
+        if imports_io {
+            World::AipPolicy
+        } else {
+            World::AipPolicyPure
+        }
     } else {
-        result.reason = Some("exports no mnemom:gateway world this gateway knows (expected mnemom:gateway/adapter@0.1.x)".into());
+        result.exports = exports;
+        result.reason = Some("exports no mnemom:gateway world this gateway knows (expected mnemom:gateway/adapter@0.1.x or mnemom:gateway/policy@0.1.x)".into());
         return result;
-    }
+    };
+    result.exports = exports;
+    result.world = Some(world.as_str().to_owned());
+    result.imports = ty
+        .imports(engine.engine())
+        .map(|(name, _)| (name.to_owned(), import_allowed(world, name)))
+        .collect();
     let Ok(metrics) = Metrics::new() else {
         result.reason = Some("internal: metrics registry".into());
         return result;
     };
     let manifest = Manifest {
         name: "inspected".into(),
-        world: World::ProviderAdapter,
+        world,
         wasm: "inspected.wasm".into(),
         sha256: Some(sha256.clone()),
         disabled: false,
@@ -94,6 +106,32 @@ pub async fn inspect(file: &str, bytes: &[u8], config: BTreeMap<String, String>)
         limits: Limits::default(),
         config,
     };
+    if world.is_policy() {
+        let services = PolicyServices::default();
+        match PolicyPlugin::load(
+            &engine,
+            manifest,
+            bytes,
+            sha256,
+            Origin::Embedded,
+            services,
+            &metrics,
+        )
+        .await
+        {
+            Ok(plugin) => {
+                let d = plugin.descriptor();
+                result.descriptor = Some(serde_json::json!({
+                    "name": d.name,
+                    "version": d.version,
+                    "description": d.description,
+                }));
+                result.accepted = true;
+            }
+            Err(e) => result.reason = Some(e.to_string()),
+        }
+        return result;
+    }
     match AdapterPlugin::load(&engine, manifest, bytes, sha256, Origin::Embedded, &metrics).await {
         Ok(plugin) => {
             let d = plugin.descriptor();

@@ -9,6 +9,7 @@ use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{ProviderAdapter, host_imports, wit_types};
+use super::manifest::World;
 
 /// Longest plugin log message kept; longer ones are truncated.
 const MAX_LOG_MESSAGE: usize = 2048;
@@ -189,11 +190,18 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:filesystem/preopens@0.2.",
 ];
 
-/// Whether an import name is on the allow-list.
-pub fn import_allowed(name: &str) -> bool {
-    ALLOWED_IMPORTS
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+/// Imports only AIP policies may use (both policy worlds).
+pub const POLICY_IMPORTS: &[&str] = &["mnemom:gateway/policy-types@0.1."];
+
+/// Imports only the `aip-policy` world may use: the analysis LLM and the namespaced KV store.
+pub const POLICY_IO_IMPORTS: &[&str] = &["mnemom:gateway/llm@0.1.", "mnemom:gateway/kv@0.1."];
+
+/// Whether a component of `world` may import `name`.
+pub fn import_allowed(world: World, name: &str) -> bool {
+    let allowed = |list: &[&str]| list.iter().any(|prefix| name.starts_with(prefix));
+    allowed(ALLOWED_IMPORTS)
+        || (world.is_policy() && allowed(POLICY_IMPORTS))
+        || (world == World::AipPolicy && allowed(POLICY_IO_IMPORTS))
 }
 
 #[cfg(test)]
@@ -202,10 +210,17 @@ mod tests {
 
     #[test]
     fn allow_list() {
-        assert!(import_allowed("mnemom:gateway/host@0.1.0"));
-        assert!(import_allowed("wasi:io/streams@0.2.6"));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.0"));
-        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.0"));
-        assert!(!import_allowed("mnemom:gateway/host@0.2.0"));
+        let adapter = World::ProviderAdapter;
+        assert!(import_allowed(adapter, "mnemom:gateway/host@0.1.0"));
+        assert!(import_allowed(adapter, "wasi:io/streams@0.2.6"));
+        assert!(!import_allowed(adapter, "wasi:sockets/tcp@0.2.0"));
+        assert!(!import_allowed(adapter, "wasi:http/outgoing-handler@0.2.0"));
+        assert!(!import_allowed(adapter, "mnemom:gateway/host@0.2.0"));
+        assert!(!import_allowed(adapter, "mnemom:gateway/llm@0.1.0"));
+        assert!(import_allowed(World::AipPolicyPure, "mnemom:gateway/policy-types@0.1.0"));
+        assert!(!import_allowed(World::AipPolicyPure, "mnemom:gateway/llm@0.1.0"));
+        assert!(!import_allowed(World::AipPolicyPure, "mnemom:gateway/kv@0.1.0"));
+        assert!(import_allowed(World::AipPolicy, "mnemom:gateway/llm@0.1.0"));
+        assert!(import_allowed(World::AipPolicy, "mnemom:gateway/kv@0.1.0"));
     }
 }

@@ -15,6 +15,10 @@ pub const MANIFEST_SUFFIX: &str = ".plugin.toml";
 pub enum World {
     /// `mnemom:gateway/provider-adapter`.
     ProviderAdapter,
+    /// `mnemom:gateway/aip-policy`: an AIP policy that may call the analysis LLM and use `kv`.
+    AipPolicy,
+    /// `mnemom:gateway/aip-policy-pure`: a deterministic AIP policy without I/O.
+    AipPolicyPure,
 }
 
 impl World {
@@ -22,7 +26,14 @@ impl World {
     pub fn as_str(self) -> &'static str {
         match self {
             World::ProviderAdapter => "provider-adapter",
+            World::AipPolicy => "aip-policy",
+            World::AipPolicyPure => "aip-policy-pure",
         }
+    }
+
+    /// Whether the world is one of the AIP policy worlds.
+    pub fn is_policy(self) -> bool {
+        matches!(self, World::AipPolicy | World::AipPolicyPure)
     }
 }
 

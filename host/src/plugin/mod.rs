@@ -7,5 +7,6 @@ pub mod engine;
 pub mod inspect;
 pub mod instance;
 pub mod manifest;
+pub mod policy;
 pub mod registry;
 pub mod source;

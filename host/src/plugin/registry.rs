@@ -13,6 +13,7 @@ use http::Uri;
 use super::adapter::{AdapterPlugin, Origin};
 use super::engine::PluginEngine;
 use super::manifest::World;
+use super::policy::{PolicyPlugin, PolicyServices};
 use super::source::{Candidate, embedded_candidates, scan_directory};
 use crate::metrics::Metrics;
 
@@ -26,11 +27,58 @@ pub struct RoutedAdapter {
     fingerprint: String,
 }
 
+/// A loaded AIP policy.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The plugin.
+    pub plugin: Arc<PolicyPlugin>,
+    fingerprint: String,
+}
+
+/// Any loaded plugin (what a reload compares and carries over).
+#[derive(Debug, Clone)]
+enum Loaded {
+    Adapter(RoutedAdapter),
+    Policy(LoadedPolicy),
+}
+
+impl Loaded {
+    fn name(&self) -> &str {
+        match self {
+            Loaded::Adapter(a) => a.plugin.name(),
+            Loaded::Policy(p) => p.plugin.name(),
+        }
+    }
+
+    fn fingerprint(&self) -> &str {
+        match self {
+            Loaded::Adapter(a) => &a.fingerprint,
+            Loaded::Policy(p) => &p.fingerprint,
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match self {
+            Loaded::Adapter(a) => a.plugin.sha256(),
+            Loaded::Policy(p) => p.plugin.sha256(),
+        }
+    }
+
+    fn origin(&self) -> &Origin {
+        match self {
+            Loaded::Adapter(a) => a.plugin.origin(),
+            Loaded::Policy(p) => p.plugin.origin(),
+        }
+    }
+}
+
 /// An immutable set of loaded plugins.
 #[derive(Debug, Default)]
 pub struct PluginSet {
     /// Adapters, longest route prefix first.
     adapters: Vec<RoutedAdapter>,
+    /// AIP policies, by name order.
+    policies: Vec<LoadedPolicy>,
     /// Increments with every swap.
     pub generation: u64,
 }
@@ -60,6 +108,31 @@ impl PluginSet {
     pub fn adapters(&self) -> &[RoutedAdapter] {
         &self.adapters
     }
+
+    /// The policy with this plugin name.
+    pub fn policy(&self, name: &str) -> Option<&LoadedPolicy> {
+        self.policies.iter().find(|p| p.plugin.name() == name)
+    }
+
+    /// Every policy.
+    pub fn policies(&self) -> &[LoadedPolicy] {
+        &self.policies
+    }
+
+    fn find(&self, name: &str) -> Option<Loaded> {
+        self.adapter(name)
+            .cloned()
+            .map(Loaded::Adapter)
+            .or_else(|| self.policy(name).cloned().map(Loaded::Policy))
+    }
+
+    fn all(&self) -> impl Iterator<Item = Loaded> + '_ {
+        self.adapters
+            .iter()
+            .cloned()
+            .map(Loaded::Adapter)
+            .chain(self.policies.iter().cloned().map(Loaded::Policy))
+    }
 }
 
 /// What the manager needs from the configuration.
@@ -73,6 +146,8 @@ pub struct RegistryConfig {
     pub poll_interval: Duration,
     /// Quiet time after a change event before reloading.
     pub debounce: Duration,
+    /// Host services given to AIP policies (`llm`, `kv`).
+    pub policy_services: PolicyServices,
 }
 
 /// Outcome of one reload pass.
@@ -170,12 +245,12 @@ impl PluginRegistry {
                     // A missing or unreadable directory is reported but changes nothing: the
                     // plugins it provided keep serving until it is readable again.
                     tracing::warn!(dir = %dir.display(), error = %e, "plugin directory unreadable");
-                    for adapter in previous.adapters() {
-                        if let Origin::Directory(path) = adapter.plugin.origin()
+                    for plugin in previous.all() {
+                        if let Origin::Directory(path) = plugin.origin()
                             && path.starts_with(dir)
                         {
-                            candidates.remove(adapter.plugin.name());
-                            broken.insert(adapter.plugin.name().to_owned(), e.to_string());
+                            candidates.remove(plugin.name());
+                            broken.insert(plugin.name().to_owned(), e.to_string());
                         }
                     }
                 }
@@ -183,12 +258,12 @@ impl PluginRegistry {
         }
 
         // A name whose newest definition is broken keeps its previous version.
-        let mut next: Vec<RoutedAdapter> = Vec::new();
+        let mut next: Vec<Loaded> = Vec::new();
         for (name, reason) in &broken {
-            let previous_version = previous.adapter(name);
+            let previous_version = previous.find(name);
             if previous_version.is_some() || !candidates.contains_key(name) {
                 if let Some(old) = previous_version {
-                    next.push(old.clone());
+                    next.push(old);
                 }
                 candidates.remove(name);
             }
@@ -203,28 +278,37 @@ impl PluginRegistry {
             if candidate.manifest.disabled {
                 continue;
             }
-            if let Some(old) = previous.adapter(&name)
-                && old.fingerprint == candidate.fingerprint
+            if let Some(old) = previous.find(&name)
+                && old.fingerprint() == candidate.fingerprint
             {
-                next.push(old.clone());
+                next.push(old);
                 continue;
             }
             match self.load(candidate).await {
-                Ok(routed) => {
-                    let conflict = next
-                        .iter()
-                        .find(|a| {
-                            a.plugin.descriptor().route_prefix
-                                == routed.plugin.descriptor().route_prefix
-                        })
-                        .map(|a| a.plugin.name().to_owned());
-                    if let Some(owner) = conflict {
-                        let reason = format!(
-                            "route prefix `{}` is already served by plugin `{owner}`; name the plugin `{owner}` to replace it",
-                            routed.plugin.descriptor().route_prefix
-                        );
-                        if let Some(old) = previous.adapter(&name) {
-                            next.push(old.clone());
+                Ok(loaded) => {
+                    let conflict = match &loaded {
+                        Loaded::Adapter(routed) => next
+                            .iter()
+                            .find_map(|other| match other {
+                                Loaded::Adapter(a)
+                                    if a.plugin.descriptor().route_prefix
+                                        == routed.plugin.descriptor().route_prefix =>
+                                {
+                                    Some(a.plugin.name().to_owned())
+                                }
+                                _ => None,
+                            })
+                            .map(|owner| {
+                                format!(
+                                    "route prefix `{}` is already served by plugin `{owner}`; name the plugin `{owner}` to replace it",
+                                    routed.plugin.descriptor().route_prefix
+                                )
+                            }),
+                        Loaded::Policy(_) => None,
+                    };
+                    if let Some(reason) = conflict {
+                        if let Some(old) = previous.find(&name) {
+                            next.push(old);
                         }
                         self.fail(&mut report, &name, reason);
                         continue;
@@ -236,43 +320,63 @@ impl PluginRegistry {
                     if let Ok(mut seen) = self.reported.lock() {
                         seen.retain(|(plugin, _)| plugin != &name);
                     }
-                    tracing::info!(
-                        plugin = %name,
-                        sha256 = %routed.plugin.sha256(),
-                        origin = %routed.plugin.origin(),
-                        prefix = %routed.plugin.descriptor().route_prefix,
-                        upstream = %routed.upstream,
-                        "plugin loaded"
-                    );
+                    match &loaded {
+                        Loaded::Adapter(routed) => tracing::info!(
+                            plugin = %name,
+                            sha256 = %routed.plugin.sha256(),
+                            origin = %routed.plugin.origin(),
+                            prefix = %routed.plugin.descriptor().route_prefix,
+                            upstream = %routed.upstream,
+                            "plugin loaded"
+                        ),
+                        Loaded::Policy(policy) => tracing::info!(
+                            plugin = %name,
+                            sha256 = %policy.plugin.sha256(),
+                            origin = %policy.plugin.origin(),
+                            world = %policy.plugin.manifest().world.as_str(),
+                            version = %policy.plugin.descriptor().version,
+                            "policy loaded"
+                        ),
+                    }
                     report.loaded.push(name);
-                    next.push(routed);
+                    next.push(loaded);
                 }
                 Err(reason) => {
-                    if let Some(old) = previous.adapter(&name) {
-                        next.push(old.clone());
+                    if let Some(old) = previous.find(&name) {
+                        next.push(old);
                     }
                     self.fail(&mut report, &name, reason);
                 }
             }
         }
-        for old in previous.adapters() {
-            if !next.iter().any(|a| a.plugin.name() == old.plugin.name()) {
-                tracing::info!(plugin = %old.plugin.name(), "plugin removed");
-                report.removed.push(old.plugin.name().to_owned());
+        for old in previous.all() {
+            if !next.iter().any(|a| a.name() == old.name()) {
+                tracing::info!(plugin = %old.name(), "plugin removed");
+                report.removed.push(old.name().to_owned());
             }
         }
         if report.changed() || previous.generation == 0 {
-            next.sort_by(|a, b| {
+            let keep: Vec<String> = next.iter().map(|a| a.sha256().to_owned()).collect();
+            self.metrics.plugins_loaded.set(next.len() as i64);
+            let mut adapters = Vec::new();
+            let mut policies = Vec::new();
+            for loaded in next {
+                match loaded {
+                    Loaded::Adapter(a) => adapters.push(a),
+                    Loaded::Policy(p) => policies.push(p),
+                }
+            }
+            adapters.sort_by(|a, b| {
                 b.plugin
                     .descriptor()
                     .route_prefix
                     .len()
                     .cmp(&a.plugin.descriptor().route_prefix.len())
             });
-            let keep: Vec<String> = next.iter().map(|a| a.plugin.sha256().to_owned()).collect();
-            self.metrics.plugins_loaded.set(next.len() as i64);
+            policies.sort_by(|a, b| a.plugin.name().cmp(b.plugin.name()));
             self.current.store(Arc::new(PluginSet {
-                adapters: next,
+                adapters,
+                policies,
                 generation: previous.generation + 1,
             }));
             self.engine.retain(&keep);
@@ -296,14 +400,29 @@ impl PluginRegistry {
         report.failed.push((name.to_owned(), reason));
     }
 
-    async fn load(&self, candidate: Candidate) -> Result<RoutedAdapter, String> {
+    async fn load(&self, candidate: Candidate) -> Result<Loaded, String> {
         let origin = match &candidate.manifest_path {
             None => Origin::Embedded,
             Some(path) => Origin::Directory(path.clone()),
         };
-        match candidate.manifest.world {
-            World::ProviderAdapter => {}
+        if candidate.manifest.world.is_policy() {
+            let plugin = PolicyPlugin::load(
+                &self.engine,
+                candidate.manifest.clone(),
+                &candidate.wasm,
+                candidate.sha256.clone(),
+                origin,
+                self.config.policy_services.clone(),
+                &self.metrics,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            return Ok(Loaded::Policy(LoadedPolicy {
+                plugin: Arc::new(plugin),
+                fingerprint: candidate.fingerprint,
+            }));
         }
+        debug_assert_eq!(candidate.manifest.world, World::ProviderAdapter);
         let manifest_upstream = match &candidate.manifest.upstream {
             None => None,
             Some(value) => Some(
@@ -333,11 +452,11 @@ impl PluginRegistry {
             .cloned()
             .or(manifest_upstream)
             .unwrap_or_else(|| plugin.descriptor().default_upstream.clone());
-        Ok(RoutedAdapter {
+        Ok(Loaded::Adapter(RoutedAdapter {
             plugin: Arc::new(plugin),
             upstream,
             fingerprint: candidate.fingerprint,
-        })
+        }))
     }
 
     /// Watches the plugin directories (change events, debounced) and polls them as a safety

@@ -16,7 +16,7 @@ pub struct EmbeddedPlugin {
     pub wasm: &'static [u8],
 }
 
-/// The default plugins: the three provider adapters.
+/// The default plugins: the three provider adapters and the default AIP policy.
 pub const EMBEDDED: &[EmbeddedPlugin] = &[
     EmbeddedPlugin {
         manifest: include_str!("../../../plugins/anthropic/plugin.toml"),
@@ -29,6 +29,10 @@ pub const EMBEDDED: &[EmbeddedPlugin] = &[
     EmbeddedPlugin {
         manifest: include_str!("../../../plugins/gemini/plugin.toml"),
         wasm: include_bytes!(env!("MNEMOM_PLUGIN_WASM_GEMINI")),
+    },
+    EmbeddedPlugin {
+        manifest: include_str!("../../../plugins/aip-conscience/plugin.toml"),
+        wasm: include_bytes!(env!("MNEMOM_PLUGIN_WASM_AIP_CONSCIENCE")),
     },
 ];
 

@@ -299,3 +299,49 @@ pub struct Timing {
     /// Time spent waiting for the upstream's response headers.
     pub upstream_wait: Duration,
 }
+
+/// A response body held for the AIP verdict.
+#[derive(Debug)]
+pub enum Held {
+    /// The whole body, within the limit.
+    Complete(Vec<Bytes>),
+    /// The body exceeds the limit: what was read, and the rest still to stream.
+    TooLarge(Vec<Bytes>, Incoming),
+    /// The upstream failed or went silent mid-body.
+    Failed(String),
+}
+
+/// Reads a response body for the AIP verdict: all of it when it fits in `limit` bytes.
+pub async fn hold(mut body: Incoming, limit: usize, idle: Duration) -> Held {
+    let mut chunks = Vec::new();
+    let mut size = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Held::Failed(format!("no data for {} s", idle.as_secs())),
+            Ok(None) => return Held::Complete(chunks),
+            Ok(Some(Err(e))) => return Held::Failed(e.to_string()),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers carry nothing a JSON response needs.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        size += data.len();
+        chunks.push(data);
+        if size > limit {
+            return Held::TooLarge(chunks, body);
+        }
+    }
+}
+
+/// `prefix` followed by the rest of `body`: a held body that turned out too large.
+pub fn prefixed(prefix: Vec<Bytes>, rest: Incoming) -> GatewayBody {
+    use futures_util::StreamExt;
+    let head = futures_util::stream::iter(
+        prefix
+            .into_iter()
+            .map(|b| Ok::<_, BoxError>(Frame::data(b))),
+    );
+    let tail = http_body_util::BodyStream::new(rest).map(|r| r.map_err(|e| Box::new(e) as BoxError));
+    http_body_util::StreamBody::new(head.chain(tail)).boxed_unsync()
+}

@@ -62,6 +62,25 @@ pub enum ProxyError {
     /// The license is invalid (forged, expired beyond grace, ...).
     #[error("License invalid or expired")]
     License(#[from] crate::license::LicenseRefusal),
+    /// The agent is paused or killed (by a person or by auto-containment).
+    #[error("Agent contained: {}", containment_reason(*.0))]
+    Contained(crate::store::ContainmentStatus),
+    /// The upstream's response body failed while the gateway held it for the AIP verdict.
+    #[error("upstream {provider} response failed: {message}")]
+    UpstreamBody {
+        /// Provider name.
+        provider: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// The original's `reason` for a contained agent: `agent_paused` or `agent_killed`.
+pub fn containment_reason(status: crate::store::ContainmentStatus) -> &'static str {
+    match status {
+        crate::store::ContainmentStatus::Killed => "agent_killed",
+        _ => "agent_paused",
+    }
 }
 
 impl ProxyError {
@@ -83,7 +102,7 @@ impl ProxyError {
                 ErrorKind::InvalidRequest,
                 "invalid_request_error",
             ),
-            ProxyError::UpstreamConnect { .. } => {
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBody { .. } => {
                 (StatusCode::BAD_GATEWAY, ErrorKind::BadGateway, "api_error")
             }
             ProxyError::UpstreamTimeout { .. } => (
@@ -100,6 +119,11 @@ impl ProxyError {
                 StatusCode::FORBIDDEN,
                 ErrorKind::Permission,
                 "license_error",
+            ),
+            ProxyError::Contained(_) => (
+                StatusCode::FORBIDDEN,
+                ErrorKind::Permission,
+                "containment_error",
             ),
         }
     }

@@ -21,7 +21,9 @@ use super::headers::{self, add_cors};
 use super::identity::{AgentIdentity, KeyError, extract_key};
 use super::sse::Framer;
 use super::upstream::UpstreamClient;
+use crate::aip::{Aip, CheckRequest, NudgeClaim, Outcome, VerdictLabel};
 use crate::config::Config;
+use crate::store::{ContainmentStatus, EnforcementMode};
 use crate::metrics::Metrics;
 use crate::plugin::adapter::{PluginError, RequestInfo, SseEvent};
 use crate::plugin::bindings::wit_types::Header;
@@ -48,6 +50,20 @@ pub struct Proxy {
     pub license: Arc<crate::license::License>,
     /// Exchanges not yet delivered to the observer.
     pub in_flight: InFlight,
+    /// The AIP pipeline (absent in gateways built without it).
+    pub aip: Option<Arc<Aip>>,
+}
+
+/// How long a request may wait for its agent's settings on a cold cache (loaded from the
+/// database once, then cached for 300 s).
+const SETTINGS_WAIT: Duration = Duration::from_millis(100);
+
+/// The AIP state of one request.
+#[derive(Debug, Clone)]
+struct AipForward {
+    settings: crate::store::AgentSettings,
+    user_text: Option<String>,
+    nudges_applied: usize,
 }
 
 /// What the request stage hands to the response stage.
@@ -61,6 +77,8 @@ struct Forwarded {
     thinking_injected: bool,
     started_at: SystemTime,
     arrived: Instant,
+    /// Set when AIP applies to this request.
+    aip: Option<AipForward>,
 }
 
 impl Proxy {
@@ -115,6 +133,29 @@ impl Proxy {
         let identity = AgentIdentity::from_key(&key, started_at);
         drop(key);
 
+        // Containment applies whatever the billing settings (the original only checked it with
+        // billing enforcement on).
+        let settings = match &self.aip {
+            Some(aip) => Some(aip.agent_settings(&identity.agent_id, SETTINGS_WAIT).await),
+            None => None,
+        };
+        if let Some(s) = &settings
+            && s.containment_status != ContainmentStatus::Active
+        {
+            tracing::info!(agent = %identity.agent_id, status = %s.containment_status, "contained agent refused");
+            return Err(ProxyError::Contained(s.containment_status));
+        }
+        let aip = match (&self.aip, settings) {
+            (Some(aip), Some(settings))
+                if self.config.aip_enabled
+                    && self.license.allows("aip")
+                    && settings.aip_enabled =>
+            {
+                Some((aip.clone(), settings))
+            }
+            _ => None,
+        };
+
         let body = read_limited(
             body,
             self.config.max_request_bytes,
@@ -126,13 +167,28 @@ impl Proxy {
             other => ProxyError::BodyRead(other.to_string()),
         })?;
 
+        let mut claim: Option<NudgeClaim> = None;
+        let mut user_text = None;
+        if let Some((aip, settings)) = &aip {
+            if matches!(
+                settings.enforcement_mode,
+                EnforcementMode::Nudge | EnforcementMode::Enforce
+            ) && !body.is_empty()
+            {
+                claim = aip.claim_nudges(&identity.agent_id).await;
+            }
+            if aip.settings().task_context_user_text {
+                user_text = crate::aip::inputs::last_user_text(&body);
+            }
+        }
         let info = RequestInfo {
             method: parts.method.as_str().to_owned(),
             path: rest.to_owned(),
             query: query.unwrap_or("").to_owned(),
             headers: adapter_headers(&parts.headers),
-            system_notes: Vec::new(),
+            system_notes: claim.iter().map(|c| c.note.clone()).collect(),
         };
+        let mut notes_applied = 0u32;
         let mut outbound_body = body.clone();
         let mut streaming_requested = false;
         let mut request_model = None;
@@ -140,6 +196,7 @@ impl Proxy {
         if !body.is_empty() {
             match adapter.plugin.transform_request(&info, &body).await {
                 Ok(plan) => {
+                    notes_applied = plan.notes_applied;
                     streaming_requested = plan.streaming;
                     request_model = plan.model;
                     thinking_injected = plan.thinking_injected;
@@ -161,6 +218,9 @@ impl Proxy {
                     }
                     FailureMode::FailClosed => {
                         tracing::warn!(plugin = %adapter.plugin.name(), error = %error, "adapter failed; request refused (fail-closed)");
+                        if let (Some(c), Some((aip, _))) = (claim.take(), &aip) {
+                            aip.settle_nudges(c, false, &identity.session_id);
+                        }
                         return Err(ProxyError::PluginFailClosed {
                             plugin: adapter.plugin.name().to_owned(),
                             source: error,
@@ -170,7 +230,26 @@ impl Proxy {
             }
         }
 
-        let uri = upstream_uri(&adapter.upstream, rest, query)?;
+        // Nudges the adapter did not place (a body it does not edit) stay pending.
+        let claim = match (claim, &aip) {
+            (Some(c), Some((aip, _))) if notes_applied == 0 => {
+                aip.settle_nudges(c, false, &identity.session_id);
+                None
+            }
+            (claim, _) => claim,
+        };
+        let settle = |accepted: bool| {
+            if let (Some(c), Some((aip, _))) = (claim.clone(), &aip) {
+                aip.settle_nudges(c, accepted, &identity.session_id);
+            }
+        };
+        let uri = match upstream_uri(&adapter.upstream, rest, query) {
+            Ok(uri) => uri,
+            Err(e) => {
+                settle(false);
+                return Err(e);
+            }
+        };
         let mut upstream_request = Request::new(Full::new(outbound_body.clone()));
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = uri;
@@ -192,6 +271,7 @@ impl Proxy {
         .await
         {
             Err(_) => {
+                settle(false);
                 self.metrics
                     .upstream_errors_total
                     .with_label_values(&[&provider, "timeout"])
@@ -202,6 +282,7 @@ impl Proxy {
                 });
             }
             Ok(Err(e)) => {
+                settle(false);
                 let kind = if e.is_connect() {
                     "connect"
                 } else {
@@ -218,6 +299,8 @@ impl Proxy {
             Ok(Ok(response)) => response,
         };
         let upstream_wait = sent.elapsed();
+        settle(response.status().is_success());
+        let nudges_applied = claim.as_ref().map_or(0, |c| c.count);
 
         let forwarded = Forwarded {
             provider,
@@ -229,17 +312,23 @@ impl Proxy {
             thinking_injected,
             started_at,
             arrived,
+            aip: aip.map(|(_, settings)| AipForward {
+                settings,
+                user_text,
+                nudges_applied,
+            }),
         };
-        Ok(self.respond(adapter, response, forwarded, upstream_wait))
+        self.respond(adapter, response, forwarded, upstream_wait)
+            .await
     }
 
-    fn respond(
+    async fn respond(
         self: &Arc<Self>,
         adapter: &RoutedAdapter,
         response: Response<Incoming>,
         forwarded: Forwarded,
         upstream_wait: Duration,
-    ) -> Response<GatewayBody> {
+    ) -> Result<Response<GatewayBody>, ProxyError> {
         let (parts, body) = response.into_parts();
         let status = parts.status;
         let mut out_headers = headers::client_response_headers(&parts.headers);
@@ -256,6 +345,41 @@ impl Proxy {
             .trim()
             .to_ascii_lowercase();
         let is_sse = content_type.starts_with("text/event-stream");
+        if let Some(ctx) = &forwarded.aip
+            && ctx.nudges_applied > 0
+        {
+            out_headers.insert(
+                crate::aip::outcome::ENFORCEMENT.clone(),
+                HeaderValue::from_static("nudge"),
+            );
+            out_headers.insert(
+                crate::aip::outcome::NUDGE_COUNT.clone(),
+                HeaderValue::from(ctx.nudges_applied),
+            );
+        }
+        if let Some(aip) = &self.aip {
+            let outcome = match &forwarded.aip {
+                None => Outcome::label(VerdictLabel::Disabled),
+                Some(_) if !status.is_success() => Outcome::label(VerdictLabel::Skipped),
+                Some(_) if is_sse && !(encoding.is_empty() || encoding == "identity") => {
+                    Outcome::because(VerdictLabel::Skipped, "compressed-stream")
+                }
+                Some(_) if is_sse => Outcome::label(VerdictLabel::Pending),
+                Some(_) => {
+                    let held = HeldResponse {
+                        parts,
+                        headers: out_headers,
+                        encoding,
+                        upstream_wait,
+                    };
+                    return self
+                        .respond_held(aip, adapter, held, body, forwarded)
+                        .await;
+                }
+            };
+            aip.count(outcome.label);
+            outcome.apply(&mut out_headers);
+        }
         let extract = self.config.aip_enabled && self.license.allows("aip") && status.is_success();
         let abandoned = Arc::new(AtomicBool::new(false));
         let (capture, source) = if !extract {
@@ -364,8 +488,184 @@ impl Proxy {
         let mut response = Response::new(BodyExt::boxed_unsync(body));
         *response.status_mut() = status;
         *response.headers_mut() = out_headers;
-        response
+        Ok(response)
     }
+
+    /// A non-streaming 2xx response with AIP on: held (bounded) until its verdict, which is
+    /// given within the time budget; `enforce` mode answers a boundary violation with 403.
+    async fn respond_held(
+        self: &Arc<Self>,
+        aip: &Arc<Aip>,
+        adapter: &RoutedAdapter,
+        held: HeldResponse,
+        body: Incoming,
+        forwarded: Forwarded,
+    ) -> Result<Response<GatewayBody>, ProxyError> {
+        let HeldResponse {
+            parts,
+            mut headers,
+            encoding,
+            upstream_wait,
+        } = held;
+        let provider = forwarded.provider.clone();
+        let body_started = Instant::now();
+        let held_body = super::body::hold(
+            body,
+            self.config.max_capture_bytes,
+            self.config.idle_timeout,
+        )
+        .await;
+        let body_time = body_started.elapsed();
+        let (bytes, extracted, note, outcome) = match held_body {
+            super::body::Held::Failed(message) => {
+                self.metrics
+                    .upstream_errors_total
+                    .with_label_values(&[&provider, "body"])
+                    .inc();
+                return Err(ProxyError::UpstreamBody { provider, message });
+            }
+            super::body::Held::TooLarge(prefix, rest) => {
+                let outcome = Outcome::because(VerdictLabel::Skipped, "response-too-large");
+                aip.count(outcome.label);
+                outcome.apply(&mut headers);
+                self.finish_held(&forwarded, parts.status, None, Some("response larger than the capture limit".to_owned()), body_time, upstream_wait);
+                let mut response = Response::new(super::body::prefixed(prefix, rest));
+                *response.status_mut() = parts.status;
+                *response.headers_mut() = headers;
+                return Ok(response);
+            }
+            super::body::Held::Complete(chunks) => {
+                let mut bytes = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for chunk in &chunks {
+                    bytes.extend_from_slice(chunk);
+                }
+                let bytes = Bytes::from(bytes);
+                let (extracted, note) = match decode(bytes.to_vec(), &encoding, self.config.max_capture_bytes) {
+                    Err(note) => (None, Some(note)),
+                    Ok(plain) => match adapter.plugin.parse_response(&plain).await {
+                        Ok(extraction) => (Some(Extracted::from(extraction)), None),
+                        Err(e) => {
+                            if !e.is_unsupported() {
+                                self.metrics
+                                    .plugin_fail_open_total
+                                    .with_label_values(&[adapter.plugin.name(), "parse-response"])
+                                    .inc();
+                            }
+                            (None, Some(format!("adapter failed: {e}")))
+                        }
+                    },
+                };
+                let outcome = match (&extracted, &forwarded.aip) {
+                    (Some(extracted), Some(ctx)) => {
+                        let request = CheckRequest {
+                            identity: forwarded.identity.clone(),
+                            settings: ctx.settings.clone(),
+                            provider: provider.clone(),
+                            model: extracted
+                                .model
+                                .clone()
+                                .or_else(|| forwarded.request_model.clone())
+                                .unwrap_or_else(|| "unknown".to_owned()),
+                            extracted: extracted.clone(),
+                            user_text: ctx.user_text.clone(),
+                            streaming: false,
+                        };
+                        match tokio::time::timeout(aip.settings().budget, aip.check(request)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => Outcome::because(VerdictLabel::Error, "timeout"),
+                        }
+                    }
+                    _ => Outcome::because(VerdictLabel::Skipped, "nothing-extracted"),
+                };
+                (bytes, extracted, note, outcome)
+            }
+        };
+        aip.count(outcome.label);
+        let enforce = forwarded
+            .aip
+            .as_ref()
+            .is_some_and(|ctx| ctx.settings.enforcement_mode == EnforcementMode::Enforce);
+        let status = parts.status;
+        self.finish_held(&forwarded, status, extracted, note, body_time, upstream_wait);
+        if enforce && outcome.is_violation() {
+            tracing::warn!(agent = %forwarded.identity.agent_id, checkpoint = ?outcome.checkpoint.as_ref().map(|c| &c.checkpoint_id), "response blocked (enforce mode)");
+            let body = Bytes::from(outcome.integrity_violation_body().to_string());
+            let mut response = super::error::json_response(http::StatusCode::FORBIDDEN, body);
+            let out = response.headers_mut();
+            outcome.apply(out);
+            for name in [&headers::AGENT, &headers::SESSION] {
+                if let Some(v) = headers.get(name) {
+                    out.insert(name.clone(), v.clone());
+                }
+            }
+            return Ok(response);
+        }
+        outcome.apply(&mut headers);
+        let mut response = Response::new(super::body::full(bytes));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+
+    /// Metrics and the exchange record of a held response.
+    fn finish_held(
+        &self,
+        forwarded: &Forwarded,
+        status: http::StatusCode,
+        extracted: Option<Extracted>,
+        note: Option<String>,
+        body_time: Duration,
+        upstream_wait: Duration,
+    ) {
+        let provider = &forwarded.provider;
+        let total = forwarded.arrived.elapsed();
+        let metrics = &self.metrics;
+        metrics
+            .requests_total
+            .with_label_values(&[provider, status.as_str()])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[provider])
+            .observe(total.as_secs_f64());
+        metrics
+            .overhead_seconds
+            .with_label_values(&[provider])
+            .observe(total.saturating_sub(upstream_wait + body_time).as_secs_f64());
+        metrics
+            .extractions_total
+            .with_label_values(&[
+                provider.as_str(),
+                if extracted.is_some() {
+                    "success"
+                } else {
+                    "skipped"
+                },
+            ])
+            .inc();
+        self.observer.observe(Exchange {
+            provider: provider.clone(),
+            identity: forwarded.identity.clone(),
+            method: forwarded.method.clone(),
+            path: forwarded.path.clone(),
+            status: status.as_u16(),
+            streaming: false,
+            request_model: forwarded.request_model.clone(),
+            thinking_injected: forwarded.thinking_injected,
+            extracted,
+            extraction_note: note,
+            started_at: forwarded.started_at,
+            duration: total,
+        });
+    }
+}
+
+/// The parts of an upstream response held for its verdict.
+struct HeldResponse {
+    parts: http::response::Parts,
+    headers: HeaderMap,
+    encoding: String,
+    upstream_wait: Duration,
 }
 
 /// How the end of a response body reaches the extraction.
@@ -460,6 +760,31 @@ impl ExtractionTask {
             .background_tasks_total
             .with_label_values(&["extraction"])
             .inc();
+        if let (Some(aip), Some(ctx), Some(extracted)) =
+            (&self.proxy.aip, &self.forwarded.aip, &extracted)
+            && self.is_sse
+        {
+            let request = CheckRequest {
+                identity: self.forwarded.identity.clone(),
+                settings: ctx.settings.clone(),
+                provider: provider.clone(),
+                model: extracted
+                    .model
+                    .clone()
+                    .or_else(|| self.forwarded.request_model.clone())
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                extracted: extracted.clone(),
+                user_text: ctx.user_text.clone(),
+                streaming: true,
+            };
+            let aip = aip.clone();
+            let guard = self.proxy.in_flight.enter();
+            tokio::spawn(async move {
+                let outcome = aip.check(request).await;
+                aip.count(outcome.label);
+                drop(guard);
+            });
+        }
         let exchange = Exchange {
             provider,
             identity: self.forwarded.identity,

@@ -14,13 +14,19 @@
 #[macro_use]
 mod macros;
 
+mod aip;
 mod config;
 mod jobs;
 mod postgres;
+mod postgres_aip;
 mod records;
 mod schema;
 mod sqlite;
+mod sqlite_aip;
+pub mod webhooks;
 
+#[cfg(test)]
+mod aip_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

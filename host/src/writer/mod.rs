@@ -1,6 +1,6 @@
 //! The background writer: every database write the request path causes (usage events,
-//! `last_seen`, checkpoints; nudges and deliveries as they arrive) goes through here, never
-//! straight to the database.
+//! `last_seen`, checkpoints, and what the AIP pipeline derives from a checkpoint: nudges, drift
+//! alerts, containments, webhook deliveries) goes through here, never straight to the database.
 //!
 //! - **Enqueue never waits.** [`Writer::enqueue`] is a plain function: it pushes onto a bounded
 //!   in-memory queue, or, when that is full (or the journal already holds older records), appends
@@ -10,6 +10,12 @@
 //!   written every `MNEMOM_WRITER_LAST_SEEN_INTERVAL_MS` as one statement.
 //! - **Agents first.** Before a batch, the agents it names are made sure of (the store's
 //!   get-or-create upsert, once per agent per process), so foreign keys hold.
+//! - **Order.** Within a batch, kinds are written in [`RecordKind::ALL`] order (a checkpoint
+//!   before the nudge, drift alert, containment and deliveries that refer to it); batches are
+//!   written one at a time, in the order their records were accepted (memory, then the journal,
+//!   which holds only records newer than memory's; a spill goes in front of the journal). So a
+//!   record is always written after every record enqueued before it has been written or set
+//!   aside.
 //! - **Retry** with exponential backoff (capped) while the database is at fault; records carry
 //!   client-generated ids and inserts skip ids already stored, so a retried batch never
 //!   duplicates. A record the database refuses (a constraint) is found by splitting the batch and
@@ -31,6 +37,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -43,7 +50,10 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
-use crate::store::{CheckpointRecord, Store, UsageEventRecord};
+use crate::store::{
+    CheckpointRecord, ContainmentRecord, DriftAlertRecord, NudgeRecord, Store, UsageEventRecord,
+    WebhookDeliveryRecord,
+};
 
 pub use journal::{JournalError, Recovery};
 pub use settings::{FsyncPolicy, WriterSettings};
@@ -76,6 +86,35 @@ pub enum WriteRecord {
         /// The row (boxed: it is four times the size of the others).
         record: Box<CheckpointRecord>,
     },
+    /// An `enforcement_nudges` row (pending), written after its checkpoint.
+    Nudge {
+        /// The agent's hash.
+        agent_hash: String,
+        /// The row.
+        record: NudgeRecord,
+    },
+    /// A `drift_alerts` row, written after the checkpoints of its streak.
+    DriftAlert {
+        /// The agent's hash.
+        agent_hash: String,
+        /// The row.
+        record: DriftAlertRecord,
+    },
+    /// An auto-containment: the agent's status and its `agent_containment_log` row.
+    Containment {
+        /// The agent's hash.
+        agent_hash: String,
+        /// The containment.
+        record: ContainmentRecord,
+    },
+    /// An `aip_webhook_deliveries` outcome (an upsert per registration and checkpoint), written
+    /// after its checkpoint.
+    WebhookDelivery {
+        /// The hash of the agent the checkpoint belongs to.
+        agent_hash: String,
+        /// The row.
+        record: WebhookDeliveryRecord,
+    },
     /// The agent was seen at `at` (`last_seen` never moves backwards).
     LastSeen {
         /// The agent's hash.
@@ -94,23 +133,40 @@ pub enum RecordKind {
     UsageEvent,
     /// `integrity_checkpoints`.
     Checkpoint,
+    /// `enforcement_nudges`.
+    Nudge,
+    /// `drift_alerts`.
+    DriftAlert,
+    /// `agents.containment_status` and `agent_containment_log`.
+    Containment,
+    /// `aip_webhook_deliveries`.
+    WebhookDelivery,
     /// `agents.last_seen`.
     LastSeen,
 }
 
 impl RecordKind {
-    /// Every kind, in write order.
-    pub const ALL: [RecordKind; 3] = [
+    /// Every kind, in write order: checkpoints before the records that refer to them.
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::UsageEvent,
         RecordKind::Checkpoint,
+        RecordKind::Nudge,
+        RecordKind::DriftAlert,
+        RecordKind::Containment,
+        RecordKind::WebhookDelivery,
         RecordKind::LastSeen,
     ];
 
-    /// The metric label (`usage_event`, `checkpoint`, `last_seen`).
+    /// The metric label (`usage_event`, `checkpoint`, `nudge`, `drift_alert`, `containment`,
+    /// `webhook_delivery`, `last_seen`).
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::UsageEvent => "usage_event",
             RecordKind::Checkpoint => "checkpoint",
+            RecordKind::Nudge => "nudge",
+            RecordKind::DriftAlert => "drift_alert",
+            RecordKind::Containment => "containment",
+            RecordKind::WebhookDelivery => "webhook_delivery",
             RecordKind::LastSeen => "last_seen",
         }
     }
@@ -133,11 +189,48 @@ impl WriteRecord {
         }
     }
 
+    /// A pending nudge of the agent with this hash (enqueue it after its checkpoint).
+    pub fn nudge(agent_hash: impl Into<String>, record: NudgeRecord) -> Self {
+        Self::Nudge {
+            agent_hash: agent_hash.into(),
+            record,
+        }
+    }
+
+    /// A drift alert of the agent with this hash.
+    pub fn drift_alert(agent_hash: impl Into<String>, record: DriftAlertRecord) -> Self {
+        Self::DriftAlert {
+            agent_hash: agent_hash.into(),
+            record,
+        }
+    }
+
+    /// A containment of the agent with this hash.
+    pub fn containment(agent_hash: impl Into<String>, record: ContainmentRecord) -> Self {
+        Self::Containment {
+            agent_hash: agent_hash.into(),
+            record,
+        }
+    }
+
+    /// A webhook delivery outcome for a checkpoint of the agent with this hash (enqueue it after
+    /// the checkpoint).
+    pub fn webhook_delivery(agent_hash: impl Into<String>, record: WebhookDeliveryRecord) -> Self {
+        Self::WebhookDelivery {
+            agent_hash: agent_hash.into(),
+            record,
+        }
+    }
+
     /// Which kind.
     pub fn kind(&self) -> RecordKind {
         match self {
             WriteRecord::UsageEvent { .. } => RecordKind::UsageEvent,
             WriteRecord::Checkpoint { .. } => RecordKind::Checkpoint,
+            WriteRecord::Nudge { .. } => RecordKind::Nudge,
+            WriteRecord::DriftAlert { .. } => RecordKind::DriftAlert,
+            WriteRecord::Containment { .. } => RecordKind::Containment,
+            WriteRecord::WebhookDelivery { .. } => RecordKind::WebhookDelivery,
             WriteRecord::LastSeen { .. } => RecordKind::LastSeen,
         }
     }
@@ -147,16 +240,29 @@ impl WriteRecord {
         match self {
             WriteRecord::UsageEvent { agent_hash, .. }
             | WriteRecord::Checkpoint { agent_hash, .. }
+            | WriteRecord::Nudge { agent_hash, .. }
+            | WriteRecord::DriftAlert { agent_hash, .. }
+            | WriteRecord::Containment { agent_hash, .. }
+            | WriteRecord::WebhookDelivery { agent_hash, .. }
             | WriteRecord::LastSeen { agent_hash, .. } => agent_hash,
         }
     }
 
-    /// The agent's id.
-    pub fn agent_id(&self) -> &str {
+    /// The agent's id. A webhook delivery does not carry it: its id is the one derived from the
+    /// hash (`smolt-<first 8 hex>`), which is only used if the agent has to be created (and then
+    /// the delivery's registration cannot exist either).
+    pub fn agent_id(&self) -> Cow<'_, str> {
         match self {
-            WriteRecord::UsageEvent { record, .. } => &record.agent_id,
-            WriteRecord::Checkpoint { record, .. } => &record.agent_id,
-            WriteRecord::LastSeen { agent_id, .. } => agent_id,
+            WriteRecord::UsageEvent { record, .. } => Cow::Borrowed(&record.agent_id),
+            WriteRecord::Checkpoint { record, .. } => Cow::Borrowed(&record.agent_id),
+            WriteRecord::Nudge { record, .. } => Cow::Borrowed(&record.agent_id),
+            WriteRecord::DriftAlert { record, .. } => Cow::Borrowed(&record.agent_id),
+            WriteRecord::Containment { record, .. } => Cow::Borrowed(&record.agent_id),
+            WriteRecord::WebhookDelivery { agent_hash, .. } => {
+                let short = agent_hash.get(..8).unwrap_or(agent_hash);
+                Cow::Owned(format!("smolt-{short}"))
+            }
+            WriteRecord::LastSeen { agent_id, .. } => Cow::Borrowed(agent_id),
         }
     }
 
@@ -164,6 +270,11 @@ impl WriteRecord {
         let slot = match self {
             WriteRecord::UsageEvent { record, .. } => &mut record.agent_id,
             WriteRecord::Checkpoint { record, .. } => &mut record.agent_id,
+            WriteRecord::Nudge { record, .. } => &mut record.agent_id,
+            WriteRecord::DriftAlert { record, .. } => &mut record.agent_id,
+            WriteRecord::Containment { record, .. } => &mut record.agent_id,
+            // Refers to its agent through the registration and the checkpoint only.
+            WriteRecord::WebhookDelivery { .. } => return,
             WriteRecord::LastSeen { agent_id, .. } => agent_id,
         };
         if slot != id {
@@ -171,11 +282,16 @@ impl WriteRecord {
         }
     }
 
-    /// The record's own id, for logs (`ue-…`, `ic-…`, or the agent id).
+    /// The record's own id, for logs (`ue-…`, `ic-…`, `nudge-…`, `ida-…`, `ctl-…`, `del-…`, or
+    /// the agent id).
     pub fn id(&self) -> &str {
         match self {
             WriteRecord::UsageEvent { record, .. } => &record.id,
             WriteRecord::Checkpoint { record, .. } => &record.checkpoint_id,
+            WriteRecord::Nudge { record, .. } => &record.id,
+            WriteRecord::DriftAlert { record, .. } => &record.id,
+            WriteRecord::Containment { record, .. } => &record.log_id,
+            WriteRecord::WebhookDelivery { record, .. } => &record.id,
             WriteRecord::LastSeen { agent_id, .. } => agent_id,
         }
     }

@@ -5,7 +5,10 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Agent, CheckpointRecord, Store, StoreError, UsageEventRecord};
+use crate::store::{
+    Agent, CheckpointRecord, ContainmentRecord, DriftAlertRecord, NudgeRecord, Store, StoreError,
+    UsageEventRecord, WebhookDeliveryRecord,
+};
 
 /// Whose fault a failed write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,26 @@ pub(crate) trait Sink: Send + Sync + 'static {
         &self,
         batch: &[CheckpointRecord],
     ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    /// Inserts pending nudges (ids and checkpoints already stored are skipped).
+    fn insert_nudges(
+        &self,
+        batch: &[NudgeRecord],
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    /// Inserts drift alerts (ids and dedup keys already stored are skipped).
+    fn insert_drift_alerts(
+        &self,
+        batch: &[DriftAlertRecord],
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    /// Contains agents that are still active, logging each once.
+    fn apply_containments(
+        &self,
+        batch: &[ContainmentRecord],
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    /// Records webhook delivery outcomes (an upsert; attempts never decrease).
+    fn upsert_webhook_deliveries(
+        &self,
+        batch: &[WebhookDeliveryRecord],
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
     /// Moves `last_seen` forward.
     fn touch_last_seen(
         &self,
@@ -118,6 +141,25 @@ impl Sink for StoreSink {
 
     async fn insert_checkpoints(&self, batch: &[CheckpointRecord]) -> Result<u64, SinkError> {
         Ok(self.store.insert_checkpoints(batch).await?)
+    }
+
+    async fn insert_nudges(&self, batch: &[NudgeRecord]) -> Result<u64, SinkError> {
+        Ok(self.store.insert_nudges(batch).await?)
+    }
+
+    async fn insert_drift_alerts(&self, batch: &[DriftAlertRecord]) -> Result<u64, SinkError> {
+        Ok(self.store.insert_drift_alerts(batch).await?)
+    }
+
+    async fn apply_containments(&self, batch: &[ContainmentRecord]) -> Result<u64, SinkError> {
+        Ok(self.store.apply_containments(batch).await?)
+    }
+
+    async fn upsert_webhook_deliveries(
+        &self,
+        batch: &[WebhookDeliveryRecord],
+    ) -> Result<u64, SinkError> {
+        Ok(self.store.upsert_webhook_deliveries(batch).await?)
     }
 
     async fn touch_last_seen(&self, batch: &[(String, DateTime<Utc>)]) -> Result<u64, SinkError> {

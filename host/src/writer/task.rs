@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::journal::read_chunk;
 use super::sink::{Fault, Sink, SinkError};
 use super::{OUTAGE_LOG_INTERVAL, RecordKind, Shared, WriteRecord};
-use crate::cache::Cache;
+use crate::cache::{Cache, keys};
 
 /// Agents remembered as existing (hash → id); past this the map starts over (a known agent
 /// costs one indexed read to learn again).
@@ -301,8 +301,31 @@ impl<S: Sink> Task<S> {
         self.ensure_agents(batch).await?;
         for kind in RecordKind::ALL {
             self.write_kind(batch, kind).await?;
+            if kind == RecordKind::Containment {
+                self.forget_contained(batch).await;
+            }
         }
         Ok(())
+    }
+
+    /// Drops the cached settings of the agents a containment of the batch names, so the next
+    /// request reloads them (and sees the new status) instead of serving from the cache for up
+    /// to its TTL. After the write, so the reload cannot read the old status.
+    async fn forget_contained(&self, batch: &Batch) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let agents: HashSet<&str> = batch
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                WriteRecord::Containment { record, .. } => Some(record.agent_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        for agent_id in agents {
+            cache.delete(keys::quota_agent(agent_id)).await;
+        }
     }
 
     /// Makes sure every agent the batch names exists (get-or-create, once per agent per
@@ -318,7 +341,7 @@ impl<S: Sink> Task<S> {
                     resolved.insert(hash.to_owned(), id.clone());
                 }
             } else if seen.insert(hash) {
-                unknown.push((hash.to_owned(), record.agent_id().to_owned()));
+                unknown.push((hash.to_owned(), record.agent_id().into_owned()));
             }
         }
         let mut refused: HashMap<String, String> = HashMap::new();
@@ -430,6 +453,42 @@ impl<S: Sink> Task<S> {
                     .collect();
                 self.sink.insert_checkpoints(&rows).await.map(drop)
             }
+            RecordKind::Nudge => {
+                let rows: Vec<_> = pick
+                    .filter_map(|r| match r {
+                        WriteRecord::Nudge { record, .. } => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.sink.insert_nudges(&rows).await.map(drop)
+            }
+            RecordKind::DriftAlert => {
+                let rows: Vec<_> = pick
+                    .filter_map(|r| match r {
+                        WriteRecord::DriftAlert { record, .. } => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.sink.insert_drift_alerts(&rows).await.map(drop)
+            }
+            RecordKind::Containment => {
+                let rows: Vec<_> = pick
+                    .filter_map(|r| match r {
+                        WriteRecord::Containment { record, .. } => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.sink.apply_containments(&rows).await.map(drop)
+            }
+            RecordKind::WebhookDelivery => {
+                let rows: Vec<_> = pick
+                    .filter_map(|r| match r {
+                        WriteRecord::WebhookDelivery { record, .. } => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.sink.upsert_webhook_deliveries(&rows).await.map(drop)
+            }
             RecordKind::LastSeen => {
                 let rows: Vec<(String, DateTime<Utc>)> = pick
                     .filter_map(|r| match r {
@@ -452,7 +511,7 @@ impl<S: Sink> Task<S> {
         tracing::warn!(
             kind,
             id = record.id(),
-            agent = record.agent_id(),
+            agent = %record.agent_id(),
             error,
             "the database refused a record; set aside"
         );

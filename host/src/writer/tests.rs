@@ -18,7 +18,10 @@ use super::*;
 use crate::cache::{Cache, keys};
 use crate::metrics::Metrics;
 use crate::store::tests::{TestDb, at, checkpoint, hash_of, scalar_i64, usage};
-use crate::store::{Agent, CheckpointRecord, UsageEventRecord};
+use crate::store::{
+    Agent, CheckpointRecord, ContainmentRecord, ContainmentStatus, DriftAlertRecord, NudgeRecord,
+    UsageEventRecord, WebhookDeliveryRecord,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A scripted sink.
@@ -42,8 +45,29 @@ struct FakeState {
     agents: HashMap<String, String>,
     usage: Vec<UsageEventRecord>,
     checkpoints: Vec<CheckpointRecord>,
+    nudges: Vec<NudgeRecord>,
+    drift_alerts: Vec<DriftAlertRecord>,
+    containments: Vec<ContainmentRecord>,
+    deliveries: Vec<WebhookDeliveryRecord>,
     last_seen: HashMap<String, DateTime<Utc>>,
     calls: Vec<Call>,
+}
+
+impl FakeState {
+    /// A record referring to a checkpoint not written yet breaks the foreign key.
+    fn require_checkpoint(&self, checkpoint_id: &str) -> Result<(), SinkError> {
+        if self
+            .checkpoints
+            .iter()
+            .any(|c| c.checkpoint_id == checkpoint_id)
+        {
+            Ok(())
+        } else {
+            Err(SinkError::record(format!(
+                "foreign key: checkpoint {checkpoint_id} not written yet"
+            )))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,6 +183,70 @@ impl Sink for FakeSink {
             }
         }
         Ok(new)
+    }
+
+    async fn insert_nudges(&self, batch: &[NudgeRecord]) -> Result<u64, SinkError> {
+        let (mut state, result) = self.enter("nudge", batch.len());
+        result?;
+        for r in batch {
+            state.require_checkpoint(&r.checkpoint_id)?;
+        }
+        let mut new = 0;
+        for r in batch {
+            if !state.nudges.iter().any(|n| n.id == r.id) {
+                state.nudges.push(r.clone());
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    async fn insert_drift_alerts(&self, batch: &[DriftAlertRecord]) -> Result<u64, SinkError> {
+        let (mut state, result) = self.enter("drift_alert", batch.len());
+        result?;
+        let mut new = 0;
+        for r in batch {
+            if !state
+                .drift_alerts
+                .iter()
+                .any(|d| d.dedup_key == r.dedup_key)
+            {
+                state.drift_alerts.push(r.clone());
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    async fn apply_containments(&self, batch: &[ContainmentRecord]) -> Result<u64, SinkError> {
+        let (mut state, result) = self.enter("containment", batch.len());
+        result?;
+        let mut new = 0;
+        for r in batch {
+            if !state.containments.iter().any(|c| c.agent_id == r.agent_id) {
+                state.containments.push(r.clone());
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    async fn upsert_webhook_deliveries(
+        &self,
+        batch: &[WebhookDeliveryRecord],
+    ) -> Result<u64, SinkError> {
+        let (mut state, result) = self.enter("webhook_delivery", batch.len());
+        result?;
+        for r in batch {
+            state.require_checkpoint(&r.checkpoint_id)?;
+        }
+        for r in batch {
+            state
+                .deliveries
+                .retain(|d| d.checkpoint_id != r.checkpoint_id);
+            state.deliveries.push(r.clone());
+        }
+        Ok(batch.len() as u64)
     }
 
     async fn touch_last_seen(&self, batch: &[(String, DateTime<Utc>)]) -> Result<u64, SinkError> {
@@ -754,6 +842,265 @@ async fn shutdown_drains_when_the_database_answers() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// AIP records: nudges, drift alerts, containments, webhook deliveries.
+
+fn checkpoint_id(n: usize) -> String {
+    format!("ic-{n:04}")
+}
+
+fn cp_of(n: usize) -> WriteRecord {
+    let record = checkpoint(&checkpoint_id(n), &agent_id(), "s-1", n as i64);
+    WriteRecord::checkpoint(agent_hash(), record)
+}
+
+fn nudge_of(n: usize) -> WriteRecord {
+    WriteRecord::nudge(
+        agent_hash(),
+        NudgeRecord {
+            id: format!("nudge-{n:04}"),
+            agent_id: agent_id(),
+            checkpoint_id: checkpoint_id(n),
+            session_id: "s-1".to_owned(),
+            nudge_content: format!("[INTEGRITY NOTICE] {n}"),
+            concerns_summary: "Boundary violation detected".to_owned(),
+            created_at: at(n as i64),
+        },
+    )
+}
+
+fn drift_of(n: usize) -> WriteRecord {
+    WriteRecord::drift_alert(
+        agent_hash(),
+        DriftAlertRecord {
+            id: format!("ida-{n:04}"),
+            agent_id: agent_id(),
+            card_id: None,
+            session_id: "s-1".to_owned(),
+            alert_type: "value_erosion".to_owned(),
+            severity: "low".to_owned(),
+            description: "drifting".to_owned(),
+            drift_data: serde_json::json!({"checkpoint_ids": [checkpoint_id(n)]}),
+            dedup_key: format!("{}:s-1:{}", agent_id(), checkpoint_id(n)),
+            created_at: at(n as i64),
+        },
+    )
+}
+
+fn containment_of(n: usize) -> WriteRecord {
+    WriteRecord::containment(
+        agent_hash(),
+        ContainmentRecord {
+            log_id: format!("ctl-{n:04}"),
+            agent_id: agent_id(),
+            action: "auto_pause".to_owned(),
+            actor: "system".to_owned(),
+            reason: "Auto-contained: 3 consecutive boundary violations".to_owned(),
+            previous_status: ContainmentStatus::Active,
+            new_status: ContainmentStatus::Paused,
+            metadata: serde_json::json!({"checkpoint_id": checkpoint_id(n)}),
+            at: at(n as i64),
+        },
+    )
+}
+
+fn delivery_of(n: usize, registration_id: &str) -> WriteRecord {
+    WriteRecord::webhook_delivery(
+        agent_hash(),
+        WebhookDeliveryRecord {
+            id: format!("del-{n:04}"),
+            registration_id: registration_id.to_owned(),
+            checkpoint_id: checkpoint_id(n),
+            event_type: "verdict.boundary_violation".to_owned(),
+            delivered: true,
+            attempts: 1,
+            last_status: Some(200),
+            last_error: None,
+            created_at: at(n as i64),
+        },
+    )
+}
+
+const AIP_KINDS: [&str; 4] = ["nudge", "drift_alert", "containment", "webhook_delivery"];
+
+fn rejected(metrics: &Metrics) -> u64 {
+    RecordKind::ALL
+        .iter()
+        .map(|k| {
+            metrics
+                .writer_rejected_total
+                .with_label_values(&[k.as_str()])
+                .get()
+        })
+        .sum()
+}
+
+#[test]
+fn kinds_are_written_checkpoints_first_and_journaled_by_name() {
+    assert_eq!(
+        RecordKind::ALL.map(RecordKind::as_str),
+        [
+            "usage_event",
+            "checkpoint",
+            "nudge",
+            "drift_alert",
+            "containment",
+            "webhook_delivery",
+            "last_seen"
+        ]
+    );
+    let records = [
+        nudge_of(1),
+        drift_of(1),
+        containment_of(1),
+        delivery_of(1, "whr-1"),
+    ];
+    for (record, kind) in records.iter().zip(AIP_KINDS) {
+        assert_eq!(record.kind().as_str(), kind);
+        let line = journal::encode(record).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&line[9..line.len() - 1]).unwrap();
+        assert_eq!(json["kind"], kind);
+        assert_eq!(json["agent_hash"], agent_hash().as_str());
+        assert_eq!(&journal::decode(&line[..line.len() - 1]).unwrap(), record);
+        assert_eq!(record.agent_hash(), agent_hash());
+        assert_eq!(record.agent_id(), agent_id());
+    }
+    assert_eq!(records[0].id(), "nudge-0001");
+    assert_eq!(records[2].id(), "ctl-0001");
+    // A delivery names its agent by hash only; the derived id stands in for logs and creation.
+    let mut delivery = delivery_of(1, "whr-1");
+    delivery.set_agent_id("smolt-1a2b3c4d5e6f7081");
+    assert_eq!(delivery, delivery_of(1, "whr-1"));
+
+    // Lines written before these kinds existed still decode.
+    let old = r#"{"kind":"last_seen","agent_hash":"1a2b3c4d5e6f7081","agent_id":"smolt-1a2b3c4d","at":"2026-09-21T12:26:40Z"}"#;
+    let line = format!("{:08x} {old}", crc32fast::hash(old.as_bytes()));
+    assert!(matches!(
+        journal::decode(line.as_bytes()).unwrap(),
+        WriteRecord::LastSeen { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_writes_checkpoints_before_what_refers_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeSink::default();
+    let metrics = Metrics::new().unwrap();
+    let (writer, _) = start(&sink, settings(dir.path()), &metrics);
+    // Enqueued in the reverse of the write order, in one batch.
+    for record in [
+        delivery_of(0, "whr-1"),
+        containment_of(0),
+        drift_of(0),
+        nudge_of(0),
+        cp_of(0),
+        rec(0),
+    ] {
+        assert_eq!(writer.enqueue(record), Enqueued::Memory);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = sink.state();
+    let ops: Vec<&str> = state.calls.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        [
+            "agent",
+            "usage",
+            "checkpoint",
+            "nudge",
+            "drift_alert",
+            "containment",
+            "webhook_delivery"
+        ]
+    );
+    assert_eq!(state.nudges.len(), 1);
+    assert_eq!(state.drift_alerts.len(), 1);
+    assert_eq!(state.containments.len(), 1);
+    assert_eq!(state.deliveries.len(), 1);
+    drop(state);
+    for kind in AIP_KINDS {
+        assert_eq!(task_count(&metrics, kind), 1, "{kind}");
+    }
+    assert_eq!(rejected(&metrics), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_whose_checkpoint_was_refused_is_set_aside_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeSink::default();
+    let metrics = Metrics::new().unwrap();
+    let (writer, _) = start(&sink, settings(dir.path()), &metrics);
+    // ic-0001 never reaches the database: its nudge breaks the foreign key and is set aside;
+    // the others are written.
+    for record in [cp_of(0), nudge_of(0), nudge_of(1), cp_of(2), nudge_of(2)] {
+        writer.enqueue(record);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let written: Vec<String> = sink.state().nudges.iter().map(|n| n.id.clone()).collect();
+    assert_eq!(written, ["nudge-0000", "nudge-0002"]);
+    assert_eq!(
+        metrics
+            .writer_rejected_total
+            .with_label_values(&["nudge"])
+            .get(),
+        1
+    );
+    assert_eq!(writer.health().status, "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn later_batches_follow_earlier_ones_through_memory_spills_and_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeSink::down();
+    let metrics = Metrics::new().unwrap();
+    let mut s = settings(dir.path());
+    // Three records a batch: a checkpoint and its nudge often land in different batches.
+    s.batch_size = 3;
+    s.queue_capacity = 4;
+    s.spill_after = Duration::from_millis(300);
+    let (writer, _) = start(&sink, s, &metrics);
+    let mut placed = Vec::new();
+    for n in 0..12 {
+        placed.push(writer.enqueue(cp_of(n)));
+        placed.push(writer.enqueue(nudge_of(n)));
+        if n % 4 == 0 {
+            placed.push(writer.enqueue(delivery_of(n, "whr-1")));
+        }
+    }
+    assert_eq!(placed[..4], [Enqueued::Memory; 4]);
+    assert!(placed[4..].iter().all(|p| *p == Enqueued::Journal));
+    // The outage outlasts `spill_after`: memory goes in front of the journal.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(writer.health().queue_depth, 0);
+    sink.set_down(false);
+    until("everything written", || {
+        let state = sink.state();
+        state.nudges.len() == 12 && state.deliveries.len() == 3
+    })
+    .await;
+    let state = sink.state();
+    let nudges: Vec<String> = state
+        .nudges
+        .iter()
+        .map(|n| n.checkpoint_id.clone())
+        .collect();
+    let checkpoints: Vec<String> = state
+        .checkpoints
+        .iter()
+        .map(|c| c.checkpoint_id.clone())
+        .collect();
+    let expected: Vec<String> = (0..12).map(checkpoint_id).collect();
+    assert_eq!(nudges, expected);
+    assert_eq!(checkpoints, expected);
+    drop(state);
+    assert_eq!(
+        rejected(&metrics),
+        0,
+        "no record came before its checkpoint"
+    );
+    until("the journal empties", || writer.health().status == "ok").await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Real databases.
 
 async fn on_a_real_database(db: TestDb) {
@@ -845,6 +1192,105 @@ async fn writes_reach_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_reach_sqlite() {
     on_a_real_database(TestDb::sqlite()).await;
+}
+
+/// The AIP kinds on a real database: some replayed from a journal left by an earlier run, the
+/// rest enqueued behind it; the foreign keys to the checkpoints hold, the containment pauses the
+/// agent once, and the agent's cached settings are dropped.
+async fn aip_records_on_a_real_database(db: TestDb) {
+    db.store.migrate().await.unwrap();
+    let store = db.store.clone();
+    let id = store
+        .get_or_create_agent(&agent_hash(), &agent_id())
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        scalar_i64(
+            &store,
+            &format!(
+                "INSERT INTO aip_webhook_registrations (id, agent_id, callback_url, secret) \
+                 VALUES ('whr-1', '{id}', 'https://example.test/hook', 's') \
+                 RETURNING CAST(1 AS BIGINT)"
+            )
+        )
+        .await,
+        1
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    {
+        let (mut journal, _) =
+            Journal::open(&s.journal_dir, 1 << 30, 1 << 20, s.journal_fsync).unwrap();
+        for record in [cp_of(0), nudge_of(0), drift_of(0), delivery_of(0, "whr-1")] {
+            journal.append(&record).unwrap();
+        }
+    }
+    let metrics = Metrics::new().unwrap();
+    let cache = Cache::memory(&metrics);
+    let writer = Writer::start(store.clone(), false, s, &metrics, Some(cache.clone())).unwrap();
+    for record in [
+        cp_of(1),
+        nudge_of(1),
+        containment_of(1),
+        containment_of(2),
+        delivery_of(1, "whr-1"),
+        // Replayed twice: idempotent.
+        nudge_of(0),
+        drift_of(0),
+    ] {
+        writer.enqueue(record);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = [
+            "integrity_checkpoints",
+            "enforcement_nudges",
+            "drift_alerts",
+            "agent_containment_log",
+            "aip_webhook_deliveries",
+        ];
+        let mut found = Vec::new();
+        for table in counts {
+            found.push(scalar_i64(&store, &format!("SELECT count(*) FROM {table}")).await);
+        }
+        if found == [2, 2, 1, 1, 2] && writer.health().status == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rows: {found:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rejected(&metrics), 0);
+    let agent = store.agent(&id).await.unwrap().unwrap();
+    assert_eq!(agent.settings.containment_status, ContainmentStatus::Paused);
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM agent_containment_log WHERE id = 'ctl-0001'"
+        )
+        .await,
+        1
+    );
+    let cached: Option<crate::agents::CachedAgent> = cache.get_json(keys::quota_agent(&id)).await;
+    assert_eq!(
+        cached, None,
+        "the cached settings are dropped on containment"
+    );
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(report.journal_records, 0);
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aip_records_reach_postgres() {
+    aip_records_on_a_real_database(TestDb::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aip_records_reach_sqlite() {
+    aip_records_on_a_real_database(TestDb::sqlite()).await;
 }
 
 /// Writer throughput: checkpoints enqueued, batched and written to the local PostgreSQL (and

@@ -55,10 +55,18 @@
 //!
 //! With gzip, frame boundaries are kept: the encoder is sync-flushed after each frame, so each gzip frame
 //! decodes to exactly one plain frame.
+//!
+//! # Mock analysis LLM
+//!
+//! [`MockAnalysis`] is a second, separate server: the analysis LLM (Anthropic Messages) and the
+//! hybrid analyse endpoint, answering scripted [`Scenario`]s chosen by `MOCK-ANALYSIS:<name>`
+//! markers in the analysed text. See the [`analysis`] module.
 
+pub mod analysis;
 mod body;
 mod fixtures;
 mod handler;
+mod scenarios;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -74,6 +82,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use analysis::{MockAnalysis, MockAnalysisOptions};
 pub use body::{ChunkMode, MockBody};
 pub use fixtures::split_sse_events;
 pub use handler::{
@@ -82,6 +91,7 @@ pub use handler::{
     OPENAI_CHAT, OPENAI_CHAT_STREAM, OPENAI_MODELS_BODY, OPENAI_RESPONSES, OPENAI_RESPONSES_STREAM,
     REQUESTS_PATH, control,
 };
+pub use scenarios::{MARKER_PREFIX, Scenario, Selection, select};
 
 /// The repository's `plugins/fixtures` directory, located from this crate's manifest directory at build
 /// time. Fixture names (`<provider>/<file>`) are relative to it.

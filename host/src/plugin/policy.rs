@@ -1,0 +1,514 @@
+//! A loaded AIP policy plugin: validation at load (world, imports, smoke call), a fresh instance
+//! per check, a compute deadline that does not count the time the guest spends waiting in host
+//! calls (the analysis LLM), a memory cap, typed errors and metrics. The host services a policy
+//! may import (`llm`, `kv`) are provided through [`PolicyServices`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+
+use super::adapter::{LoadError, Origin, PluginError, check_component};
+use super::bindings::policy::{
+    AipPolicy, AipPolicyPre, kv_imports, llm_imports, policy_types,
+};
+use super::bindings::{host_imports, wit_types};
+use super::engine::PluginEngine;
+use super::instance::{PluginIdentity, PluginState};
+use super::manifest::{FailureMode, Manifest};
+use crate::cache::Cache;
+use crate::metrics::Metrics;
+
+pub use llm_imports::{Completion, CompletionRequest, LlmError};
+pub use policy_types::{
+    CheckInput, Concern, ConscienceContext, ConscienceKind, ConscienceValue, ConsultationDepth,
+    PolicyDescriptor, Report, Severity, Verdict, WindowEntry,
+};
+
+/// Longest key a policy may use in `kv`.
+pub const KV_MAX_KEY: usize = 256;
+/// Largest value a policy may store in `kv`.
+pub const KV_MAX_VALUE: usize = 64 << 10;
+/// Longest (and default) time to live of a `kv` entry.
+pub const KV_MAX_TTL: Duration = Duration::from_secs(86_400);
+/// `llm.complete` calls one check may make; more fail with `unavailable`.
+pub const MAX_LLM_CALLS_PER_CHECK: u32 = 4;
+
+/// A boxed future returned by [`LlmBackend::complete`].
+pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Completion, LlmError>> + Send>>;
+
+/// What executes `llm.complete` for policies: the analysis client in the gateway, a scripted
+/// backend in the `plugin test` harness.
+pub trait LlmBackend: Send + Sync + std::fmt::Debug {
+    /// Runs one completion.
+    fn complete(&self, request: CompletionRequest) -> LlmFuture;
+}
+
+/// The host services available to policies.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyServices {
+    /// The analysis LLM; `None` answers `llm-error::not-configured`.
+    pub llm: Option<Arc<dyn LlmBackend>>,
+    /// The cache behind `kv`; `None` makes `kv` a no-op (reads are absent).
+    pub kv: Option<Cache>,
+}
+
+/// The data of one policy store.
+pub struct PolicyState {
+    base: PluginState,
+    services: PolicyServices,
+    plugin: String,
+    /// Time spent in asynchronous host calls during the current check (not charged to the
+    /// guest's compute deadline).
+    host_time: Duration,
+    llm_calls: u32,
+}
+
+impl std::fmt::Debug for PolicyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyState")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for PolicyState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.base.ctx()
+    }
+}
+
+impl host_imports::Host for PolicyState {
+    fn log(&mut self, level: host_imports::LogLevel, message: String) {
+        host_imports::Host::log(&mut self.base, level, message);
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        host_imports::Host::config_get(&mut self.base, key)
+    }
+
+    fn config_keys(&mut self) -> Vec<String> {
+        host_imports::Host::config_keys(&mut self.base)
+    }
+}
+
+impl wit_types::Host for PolicyState {}
+impl policy_types::Host for PolicyState {}
+
+impl llm_imports::Host for PolicyState {
+    async fn complete(
+        &mut self,
+        request: CompletionRequest,
+    ) -> wasmtime::Result<Result<Completion, LlmError>> {
+        let Some(llm) = self.services.llm.clone() else {
+            return Ok(Err(LlmError::NotConfigured));
+        };
+        self.llm_calls += 1;
+        if self.llm_calls > MAX_LLM_CALLS_PER_CHECK {
+            return Ok(Err(LlmError::Unavailable(format!(
+                "at most {MAX_LLM_CALLS_PER_CHECK} analysis calls per check"
+            ))));
+        }
+        let started = Instant::now();
+        let result = llm.complete(request).await;
+        self.host_time += started.elapsed();
+        Ok(result)
+    }
+}
+
+impl PolicyState {
+    fn kv_key(&self, key: &str) -> Option<String> {
+        (!key.is_empty() && key.len() <= KV_MAX_KEY).then(|| format!("policy:{}:{key}", self.plugin))
+    }
+}
+
+impl kv_imports::Host for PolicyState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        let (Some(cache), Some(key)) = (self.services.kv.clone(), self.kv_key(&key)) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let value = cache.get_text(&key).await;
+        self.host_time += started.elapsed();
+        Ok(value)
+    }
+
+    async fn set(&mut self, key: String, value: String, ttl_seconds: u32) -> wasmtime::Result<()> {
+        let (Some(cache), Some(key)) = (self.services.kv.clone(), self.kv_key(&key)) else {
+            return Ok(());
+        };
+        if value.len() > KV_MAX_VALUE {
+            tracing::debug!(plugin = %self.plugin, "kv value over 64 KiB dropped");
+            return Ok(());
+        }
+        let ttl = match ttl_seconds {
+            0 => KV_MAX_TTL,
+            s => Duration::from_secs(u64::from(s)).min(KV_MAX_TTL),
+        };
+        let started = Instant::now();
+        cache.put(&key, value.into_bytes(), Some(ttl)).await;
+        self.host_time += started.elapsed();
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        let (Some(cache), Some(key)) = (self.services.kv.clone(), self.kv_key(&key)) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        cache.delete(&key).await;
+        self.host_time += started.elapsed();
+        Ok(())
+    }
+}
+
+/// The linker policies are instantiated with: WASI p2 (locked down), the host interface, and
+/// `llm`/`kv` (a pure policy cannot import them: the allow-list refuses it at load).
+fn policy_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<PolicyState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    AipPolicy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Why a policy check produced no report.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    /// The call failed in the runtime (timeout, memory cap, trap, instantiation).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The policy returned `policy-error::invalid-input`.
+    #[error("policy `{plugin}` refused the input: {message}")]
+    InvalidInput {
+        /// Policy name.
+        plugin: String,
+        /// Its message.
+        message: String,
+    },
+    /// The policy returned `policy-error::analysis-failed`.
+    #[error("policy `{plugin}` could not analyse: {message}")]
+    AnalysisFailed {
+        /// Policy name.
+        plugin: String,
+        /// Its message.
+        message: String,
+    },
+    /// The policy returned `policy-error::internal`.
+    #[error("policy `{plugin}` failed: {message}")]
+    Internal {
+        /// Policy name.
+        plugin: String,
+        /// Its message.
+        message: String,
+    },
+    /// The report is unusable (e.g. metadata that is not a JSON object).
+    #[error("policy `{plugin}` returned an invalid report: {message}")]
+    InvalidReport {
+        /// Policy name.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl CheckError {
+    /// The `result` label of `gateway_plugin_calls_total` for this error.
+    pub fn metric_result(&self) -> &'static str {
+        match self {
+            CheckError::Plugin(e) => e.metric_result(),
+            _ => "error",
+        }
+    }
+}
+
+/// A loaded, validated AIP policy.
+pub struct PolicyPlugin {
+    manifest: Manifest,
+    descriptor: PolicyDescriptor,
+    sha256: String,
+    origin: Origin,
+    engine: PluginEngine,
+    pre: AipPolicyPre<PolicyState>,
+    identity: Arc<PluginIdentity>,
+    services: PolicyServices,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for PolicyPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyPlugin")
+            .field("name", &self.manifest.name)
+            .field("sha256", &self.sha256)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyPlugin {
+    /// Compiles, checks and smoke-tests (`describe`) a policy.
+    pub async fn load(
+        engine: &PluginEngine,
+        manifest: Manifest,
+        wasm: &[u8],
+        sha256: String,
+        origin: Origin,
+        services: PolicyServices,
+        metrics: &Metrics,
+    ) -> Result<Self, LoadError> {
+        let component = engine.compile(wasm, &sha256)?;
+        check_component(engine, &component, manifest.world)?;
+        let linker =
+            policy_linker(engine.engine()).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = AipPolicyPre::new(instance_pre)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let identity = Arc::new(PluginIdentity {
+            name: manifest.name.clone(),
+            config: manifest.config.clone(),
+        });
+        metrics.preset_plugin(&manifest.name);
+        let mut plugin = Self {
+            descriptor: PolicyDescriptor {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+            },
+            manifest,
+            sha256,
+            origin,
+            engine: engine.clone(),
+            pre,
+            identity,
+            services,
+            metrics: metrics.clone(),
+        };
+        let descriptor = plugin.describe().await.map_err(LoadError::SmokeCall)?;
+        super::manifest::validate_name(&descriptor.name)
+            .map_err(|e| LoadError::Descriptor(format!("name: {e}")))?;
+        plugin.descriptor = descriptor;
+        Ok(plugin)
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The plugin's name (from its manifest).
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// What the policy says about itself.
+    pub fn descriptor(&self) -> &PolicyDescriptor {
+        &self.descriptor
+    }
+
+    /// Hex sha256 of the component.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Where it was loaded from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The failure mode.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.manifest.failure_mode
+    }
+
+    /// The compute deadline of one check.
+    pub fn timeout(&self) -> Duration {
+        self.manifest.limits.timeout
+    }
+
+    /// A fresh instance whose deadline counts only the guest's own time: the epoch callback
+    /// moves the deadline by the time spent awaiting host calls.
+    async fn instantiate(&self) -> Result<(Store<PolicyState>, AipPolicy), PluginError> {
+        let state = PolicyState {
+            base: PluginState::new(self.identity.clone(), self.manifest.limits.memory_bytes),
+            services: self.services.clone(),
+            plugin: self.manifest.name.clone(),
+            host_time: Duration::ZERO,
+            llm_calls: 0,
+        };
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|state| &mut state.base.limiter);
+        let timeout = self.manifest.limits.timeout;
+        let started = Instant::now();
+        store.epoch_deadline_callback(move |ctx: StoreContextMut<'_, PolicyState>| {
+            let guest_time = started.elapsed().saturating_sub(ctx.data().host_time);
+            if guest_time >= timeout {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(PluginEngine::ticks_for(
+                timeout - guest_time,
+            )))
+        });
+        store.set_epoch_deadline(PluginEngine::ticks_for(timeout));
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| self.classify(&store, e))?;
+        Ok((store, bindings))
+    }
+
+    fn classify(&self, store: &Store<PolicyState>, error: wasmtime::Error) -> PluginError {
+        let plugin = self.manifest.name.clone();
+        if store.data().base.limiter.denied() {
+            return PluginError::Memory {
+                plugin,
+                cap_mb: self.manifest.limits.memory_bytes >> 20,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin,
+                deadline_ms: self.manifest.limits.timeout.as_millis() as u64,
+            },
+            _ => PluginError::Trap {
+                plugin,
+                message: format!("{error:#}"),
+            },
+        }
+    }
+
+    fn record(&self, function: &str, started: Instant, result: &'static str) {
+        self.metrics
+            .plugin_calls_total
+            .with_label_values(&[self.name(), result])
+            .inc();
+        self.metrics
+            .plugin_call_duration
+            .with_label_values(&[self.name(), function])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// `describe` (also the smoke call at load time).
+    pub async fn describe(&self) -> Result<PolicyDescriptor, PluginError> {
+        let started = Instant::now();
+        let result = async {
+            let (mut store, bindings) = self.instantiate().await?;
+            bindings
+                .mnemom_gateway_policy()
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| self.classify(&store, e))
+        }
+        .await;
+        self.record(
+            "describe",
+            started,
+            result.as_ref().map_or_else(|e| e.metric_result(), |_| "success"),
+        );
+        result
+    }
+
+    /// `check`, on a fresh instance.
+    pub async fn check(&self, input: &CheckInput) -> Result<Report, CheckError> {
+        let started = Instant::now();
+        let result = self.check_inner(input).await;
+        self.record(
+            "check",
+            started,
+            result.as_ref().map_or_else(|e| e.metric_result(), |_| "success"),
+        );
+        result
+    }
+
+    async fn check_inner(&self, input: &CheckInput) -> Result<Report, CheckError> {
+        let (mut store, bindings) = self.instantiate().await?;
+        let outcome = bindings
+            .mnemom_gateway_policy()
+            .call_check(&mut store, input)
+            .await
+            .map_err(|e| self.classify(&store, e))?;
+        let plugin = self.manifest.name.clone();
+        let report = outcome.map_err(|e| match e {
+            policy_types::PolicyError::InvalidInput(message) => {
+                CheckError::InvalidInput { plugin, message }
+            }
+            policy_types::PolicyError::AnalysisFailed(message) => {
+                CheckError::AnalysisFailed { plugin, message }
+            }
+            policy_types::PolicyError::Internal(message) => CheckError::Internal { plugin, message },
+        })?;
+        validate_report(self.name(), report)
+    }
+}
+
+/// Longest evidence kept per concern (characters).
+pub const MAX_EVIDENCE_CHARS: usize = 200;
+/// Concerns kept per report.
+pub const MAX_CONCERNS: usize = 32;
+
+/// Normalises a report: evidence truncated to 200 characters, at most 32 concerns, category
+/// names checked, metadata a JSON object.
+pub fn validate_report(plugin: &str, mut report: Report) -> Result<Report, CheckError> {
+    let invalid = |message: String| CheckError::InvalidReport {
+        plugin: plugin.to_owned(),
+        message,
+    };
+    report.concerns.truncate(MAX_CONCERNS);
+    for concern in &mut report.concerns {
+        let category_ok = !concern.category.is_empty()
+            && concern.category.len() <= 64
+            && concern
+                .category
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !category_ok {
+            return Err(invalid(format!(
+                "concern category `{}` must be lower snake case",
+                concern.category
+            )));
+        }
+        if let Some((cut, _)) = concern.evidence.char_indices().nth(MAX_EVIDENCE_CHARS) {
+            concern.evidence.truncate(cut);
+        }
+    }
+    if let Some(metadata) = &report.metadata_json {
+        match serde_json::from_str::<serde_json::Value>(metadata) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => return Err(invalid("metadata-json must be a JSON object".into())),
+        }
+    }
+    Ok(report)
+}
+
+/// The verdict as stored text.
+pub fn verdict_str(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Clear => "clear",
+        Verdict::ReviewNeeded => "review_needed",
+        Verdict::BoundaryViolation => "boundary_violation",
+    }
+}
+
+/// Severity as stored text.
+pub fn severity_str(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// Rank of a verdict (higher is more severe).
+pub fn verdict_rank(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Clear => 0,
+        Verdict::ReviewNeeded => 1,
+        Verdict::BoundaryViolation => 2,
+    }
+}
