@@ -7,6 +7,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod aip;
 mod bad_input;
 mod cli;
 mod e2e;

@@ -25,19 +25,41 @@ pub struct Match {
 }
 
 /// Words that run the command after them (possibly after their own flags and `NAME=value`
-/// assignments), and shell-prompt markers that may precede a command in prose.
-const WRAPPERS: &[&str] = &[
+/// assignments); they belong to the command (`sudo rm -rf /`).
+const RUNNERS: &[&str] = &[
     "sudo", "doas", "su", "env", "nohup", "time", "exec", "command", "builtin", "nice", "ionice",
-    "chroot", "then", "do", "else", "{", "$", "#", "!", "-", "*", "xargs",
+    "chroot", "xargs",
 ];
+
+/// Words after which a command starts without being part of it: shell keywords, and the prompt
+/// markers and list bullets that precede commands in prose (`$ reboot`, `- reboot`).
+const MARKERS: &[&str] = &["then", "do", "else", "{", "$", "#", "!", "-", "*"];
 
 /// The interpreters a downloaded script is piped into.
 const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish", "ash"];
 
 /// Top-level directories whose loss (or whose permissions' loss) breaks a machine.
 const SYSTEM_DIRS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "opt", "proc", "root", "sbin",
-    "srv", "sys", "usr", "var", "Applications", "Library", "System", "Users",
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "opt",
+    "proc",
+    "root",
+    "sbin",
+    "srv",
+    "sys",
+    "usr",
+    "var",
+    "Applications",
+    "Library",
+    "System",
+    "Users",
 ];
 
 /// `/dev` entries that are safe to write to (everything else there is a device or the kernel).
@@ -71,35 +93,32 @@ fn is_assignment(word: &str) -> bool {
     }
 }
 
-fn is_wrapper(word: &str) -> bool {
-    WRAPPERS.contains(&word)
+fn is_runner(word: &str) -> bool {
+    RUNNERS.contains(&word)
 }
 
-/// The first word of the command whose name is `words[index]`: walks back over wrappers, their
-/// flags and assignments. Returns it and whether the name is in command position (first in its
-/// clause, or run by a wrapper), as opposed to a word in the middle of a sentence.
+/// The first word of the command whose name is `words[index]`: walks back over runners such as
+/// `sudo`, flags (with their values) and assignments. Returns it and whether the name is in
+/// command position (first in its clause, after a runner or after a marker such as `then` or
+/// `$`), as opposed to a word in the middle of a sentence.
 pub fn command_start(words: &[Word], index: usize) -> (usize, bool) {
+    let is_flag = |w: &str| w.len() > 1 && w.starts_with('-');
     let mut first = index;
-    let mut wrapped = false;
+    let mut run = false;
     while first > 0 {
         let prev = words[first - 1].text.as_str();
-        if is_wrapper(prev) {
-            wrapped = true;
-        } else if !(prev.starts_with('-') || is_assignment(prev)) {
+        // `sudo -u root reboot`: `root` is the value of `-u`.
+        let flag_value = first >= 2 && is_flag(&words[first - 2].text) && !is_flag(prev);
+        if is_runner(prev) {
+            run = true;
+        } else if MARKERS.contains(&prev) {
+            return (first, true);
+        } else if !(is_flag(prev) || is_assignment(prev) || flag_value) {
             break;
         }
         first -= 1;
     }
-    // Flags with no wrapper before them belong to the sentence, not to the command.
-    while first < index && !is_wrapper(&words[first].text) && !is_assignment(&words[first].text)
-    {
-        if words[first].text.starts_with('-') && first > 0 {
-            first += 1;
-        } else {
-            break;
-        }
-    }
-    (first, first == 0 || wrapped)
+    (first, first == 0 || run)
 }
 
 /// Flags and operands of a command's arguments, read the way most tools parse them.
@@ -255,7 +274,10 @@ pub fn is_device(path: &str) -> bool {
     }
 }
 
-fn matched(rule: &'static str, severity: Severity, what: String) -> Option<(&'static str, Severity, String)> {
+/// A rule's finding before it is placed: rule id, severity, description.
+type Found = (&'static str, Severity, String);
+
+fn matched(rule: &'static str, severity: Severity, what: String) -> Option<Found> {
     Some((rule, severity, what))
 }
 
@@ -270,10 +292,13 @@ pub fn check_command(command: &Command, index: usize) -> Option<Match> {
         "mkfs" | "mke2fs" | "mkswap" | "wipefs" | "shred" => format_device(name, args),
         n if n.starts_with("mkfs.") => format_device(name, args),
         "dd" => dd(args),
-        "tee" => args
-            .iter()
-            .find(|a| is_device(&a.text))
-            .and_then(|a| matched("device-write", Severity::Critical, format!("writes over the device {}", a.text))),
+        "tee" => args.iter().find(|a| is_device(&a.text)).and_then(|a| {
+            matched(
+                "device-write",
+                Severity::Critical,
+                format!("writes over the device {}", a.text),
+            )
+        }),
         "chmod" | "chown" | "chgrp" => recursive_permissions(name, args),
         "find" => find_delete(args),
         "shutdown" | "reboot" | "halt" | "poweroff" if command_position => shutdown(name, args),
@@ -299,7 +324,7 @@ pub fn check_command(command: &Command, index: usize) -> Option<Match> {
     })
 }
 
-fn recursive_delete(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn recursive_delete(args: &[Word]) -> Option<Found> {
     let a = Args::parse(args, &[]);
     let recursive = a.has_short('r') || a.has_short('R') || a.has_long("--recursive");
     if !recursive {
@@ -319,13 +344,14 @@ fn recursive_delete(args: &[Word]) -> Option<(&'static str, Severity, String)> {
         None if a.has_long("--no-preserve-root") => matched(
             "recursive-delete",
             Severity::Critical,
-            "recursive delete with --no-preserve-root, which lets rm erase the root file system".to_owned(),
+            "recursive delete with --no-preserve-root, which lets rm erase the root file system"
+                .to_owned(),
         ),
         None => None,
     }
 }
 
-fn format_device(name: &str, args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn format_device(name: &str, args: &[Word]) -> Option<Found> {
     let device = args.iter().find(|a| is_device(&a.text))?;
     let verb = match name {
         "wipefs" => "wipes the file-system signatures of",
@@ -340,7 +366,7 @@ fn format_device(name: &str, args: &[Word]) -> Option<(&'static str, Severity, S
     )
 }
 
-fn dd(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn dd(args: &[Word]) -> Option<Found> {
     let device = args
         .iter()
         .filter_map(|a| a.text.strip_prefix("of="))
@@ -352,7 +378,7 @@ fn dd(args: &[Word]) -> Option<(&'static str, Severity, String)> {
     )
 }
 
-fn recursive_permissions(name: &str, args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn recursive_permissions(name: &str, args: &[Word]) -> Option<Found> {
     let a = Args::parse(args, &[]);
     if !(a.has_short('R') || a.has_long("--recursive")) {
         return None;
@@ -360,15 +386,22 @@ fn recursive_permissions(name: &str, args: &[Word]) -> Option<(&'static str, Sev
     // The first operand is the mode or owner, unless `--reference` gives it.
     let skip = usize::from(!a.has_long("--reference"));
     let t = worst_target(a.operands.iter().skip(skip).copied()).filter(Target::is_system)?;
-    let change = if name == "chmod" { "permission" } else { "ownership" };
+    let change = if name == "chmod" {
+        "permission"
+    } else {
+        "ownership"
+    };
     matched(
         "recursive-permissions",
         Severity::Critical,
-        format!("recursive {change} change of {}, which breaks the system", t.describe()),
+        format!(
+            "recursive {change} change of {}, which breaks the system",
+            t.describe()
+        ),
     )
 }
 
-fn find_delete(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn find_delete(args: &[Word]) -> Option<Found> {
     let paths = args
         .iter()
         .map(|a| a.text.as_str())
@@ -378,10 +411,16 @@ fn find_delete(args: &[Word]) -> Option<(&'static str, Severity, String)> {
         || args
             .windows(2)
             .any(|w| w[0].text == "-exec" && command_name(&w[1].text) == "rm");
-    deletes.then(|| ("find-delete", Severity::Critical, format!("deletes every file found under {}", t.describe())))
+    deletes.then(|| {
+        (
+            "find-delete",
+            Severity::Critical,
+            format!("deletes every file found under {}", t.describe()),
+        )
+    })
 }
 
-fn shutdown(name: &str, args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn shutdown(name: &str, args: &[Word]) -> Option<Found> {
     // Only what looks like the command's own arguments: `shutdown the database` is prose.
     let plausible = match args.first().map(|a| a.text.as_str()) {
         None => true,
@@ -389,9 +428,12 @@ fn shutdown(name: &str, args: &[Word]) -> Option<(&'static str, Severity, String
             arg.starts_with('-')
                 || arg == "now"
                 || (name == "shutdown"
-                    && (arg.starts_with('+') || arg.split_once(':').is_some_and(|(h, m)| {
-                        !h.is_empty() && !m.is_empty() && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
-                    })))
+                    && (arg.starts_with('+')
+                        || arg.split_once(':').is_some_and(|(h, m)| {
+                            !h.is_empty()
+                                && !m.is_empty()
+                                && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+                        })))
         }
     };
     plausible.then(|| {
@@ -403,10 +445,14 @@ fn shutdown(name: &str, args: &[Word]) -> Option<(&'static str, Severity, String
     })
 }
 
-fn systemctl(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn systemctl(args: &[Word]) -> Option<Found> {
     let a = Args::parse(args, &["-H", "--host", "-M", "--machine"]);
     let action = a.operands.first().copied()?;
-    matches!(action, "poweroff" | "reboot" | "halt" | "kexec" | "soft-reboot").then(|| {
+    matches!(
+        action,
+        "poweroff" | "reboot" | "halt" | "kexec" | "soft-reboot"
+    )
+    .then(|| {
         (
             "shutdown",
             Severity::High,
@@ -415,7 +461,7 @@ fn systemctl(args: &[Word]) -> Option<(&'static str, Severity, String)> {
     })
 }
 
-fn git(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn git(args: &[Word]) -> Option<Found> {
     // Global options before the subcommand; `-C` and `-c` take a value.
     let mut i = 0;
     while let Some(arg) = args.get(i).map(|a| a.text.as_str()) {
@@ -444,7 +490,8 @@ fn git(args: &[Word]) -> Option<(&'static str, Severity, String)> {
                 (
                     "git-clean",
                     Severity::High,
-                    "`git clean -f` deletes untracked files, which git cannot bring back".to_owned(),
+                    "`git clean -f` deletes untracked files, which git cannot bring back"
+                        .to_owned(),
                 )
             })
         }
@@ -452,8 +499,11 @@ fn git(args: &[Word]) -> Option<(&'static str, Severity, String)> {
     }
 }
 
-fn force_push(args: &[Word]) -> Option<(&'static str, Severity, String)> {
-    let a = Args::parse(args, &["-o", "--push-option", "--repo", "--receive-pack", "--exec"]);
+fn force_push(args: &[Word]) -> Option<Found> {
+    let a = Args::parse(
+        args,
+        &["-o", "--push-option", "--repo", "--receive-pack", "--exec"],
+    );
     let force = a.has_short('f')
         || a.has_long("--force")
         || a.has_long("--force-with-lease")
@@ -486,10 +536,23 @@ fn force_push(args: &[Word]) -> Option<(&'static str, Severity, String)> {
     })
 }
 
-fn kubectl(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn kubectl(args: &[Word]) -> Option<Found> {
     let a = Args::parse(
         args,
-        &["-n", "--namespace", "--context", "--kubeconfig", "-l", "--selector", "-o", "--output", "-f", "--filename", "--cluster", "--user"],
+        &[
+            "-n",
+            "--namespace",
+            "--context",
+            "--kubeconfig",
+            "-l",
+            "--selector",
+            "-o",
+            "--output",
+            "-f",
+            "--filename",
+            "--cluster",
+            "--user",
+        ],
     );
     let mut operands = a.operands.iter().copied();
     if operands.next() != Some("delete") {
@@ -515,7 +578,7 @@ fn kubectl(args: &[Word]) -> Option<(&'static str, Severity, String)> {
     })
 }
 
-fn terraform(args: &[Word]) -> Option<(&'static str, Severity, String)> {
+fn terraform(args: &[Word]) -> Option<Found> {
     let operands: Vec<&str> = args
         .iter()
         .map(|a| a.text.as_str())
@@ -523,7 +586,9 @@ fn terraform(args: &[Word]) -> Option<(&'static str, Severity, String)> {
         .collect();
     let destroy = match operands.as_slice() {
         ["destroy", ..] | ["run-all" | "run", "destroy", ..] => true,
-        ["apply", ..] => args.iter().any(|a| a.text == "-destroy" || a.text == "--destroy"),
+        ["apply", ..] => args
+            .iter()
+            .any(|a| a.text == "-destroy" || a.text == "--destroy"),
         _ => false,
     };
     destroy.then(|| {
@@ -591,9 +656,11 @@ pub fn check_pipe_to_shell(pipeline: &Pipeline) -> Option<(usize, usize, Match)>
 pub fn check_shell_substitution(command: &Command, rest: &str) -> Option<Match> {
     let shell = shell_at(command)?;
     let compact: String = rest.split_whitespace().collect::<Vec<_>>().join(" ");
-    let downloads = ["<(curl", "<(wget", "$(curl", "$(wget", "<( curl", "<( wget", "$( curl", "$( wget"]
-        .iter()
-        .any(|p| compact.contains(p));
+    let downloads = [
+        "<(curl", "<(wget", "$(curl", "$(wget", "<( curl", "<( wget", "$( curl", "$( wget",
+    ]
+    .iter()
+    .any(|p| compact.contains(p));
     downloads.then(|| Match {
         rule: "pipe-to-shell",
         severity: Severity::High,
@@ -636,7 +703,11 @@ mod tests {
     }
 
     fn high(line: &str) {
-        assert!(matches!(first(line), Some((_, Severity::High))), "{line}: {:?}", first(line));
+        assert!(
+            matches!(first(line), Some((_, Severity::High))),
+            "{line}: {:?}",
+            first(line)
+        );
     }
 
     fn clean(line: &str) {
@@ -839,7 +910,7 @@ mod tests {
         let p = tokenize("I need to reboot");
         assert_eq!(command_start(&p[0].commands[0].words, 3), (3, false));
         let p = tokenize("- reboot");
-        assert_eq!(command_start(&p[0].commands[0].words, 1), (0, true));
+        assert_eq!(command_start(&p[0].commands[0].words, 1), (1, true));
         assert_eq!(command_name("/usr/bin/rm"), "rm");
         assert_eq!(command_name("dir/"), "dir/");
     }

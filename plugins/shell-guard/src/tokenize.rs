@@ -4,7 +4,7 @@
 //!
 //! It is not a shell parser. It is built to find commands in text without tripping over
 //! prose: an apostrophe inside a word (`don't`) does not open a quote, an unterminated quote is
-//! a literal character, and a word ending in sentence punctuation (`/.` `dir,`) ends the
+//! skipped, and a word ending in sentence punctuation (`/.` `dir,`) ends the
 //! command it belongs to, as `;` would.
 
 /// One word of a simple command.
@@ -248,12 +248,17 @@ impl<'a> Lexer<'a> {
                     .chars
                     .get(self.pos - 1)
                     .is_some_and(|&(_, p)| closing_quote(p).is_some() || p == '\u{201d}');
-            if let Some(close) = closing_quote(c).filter(|_| quote_may_open)
-                && let Some(len) = self.quoted_len(close)
-            {
-                text.push_str(&self.unquote(c, len));
-                quoted = true;
-                self.pos += len + 2;
+            if let Some(close) = closing_quote(c).filter(|_| quote_may_open) {
+                match self.quoted_len(close) {
+                    Some(len) => {
+                        text.push_str(&self.unquote(c, len));
+                        quoted = true;
+                        self.pos += len + 2;
+                    }
+                    // An unterminated quote (partial JSON, a stray quote in prose) is skipped,
+                    // so that the word after it is still seen: `"rm` reads as `rm`.
+                    None => self.pos += 1,
+                }
                 continue;
             }
             if c == '\\' {
@@ -272,12 +277,14 @@ impl<'a> Lexer<'a> {
             return None;
         }
         let start = self.offset(first);
-        let end = self.offset(self.pos);
+        let mut end = self.offset(self.pos);
         let mut sentence_end = false;
         if !quoted {
             let trimmed = text.trim_end_matches(is_sentence_end);
             // `.`, `..` and `...` are words of their own, not punctuation.
             if !trimmed.is_empty() && trimmed.len() < text.len() {
+                // Punctuation is ASCII: as many bytes of the source as of the text.
+                end -= text.len() - trimmed.len();
                 text.truncate(trimmed.len());
                 sentence_end = true;
             }
@@ -390,12 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn prose_apostrophes_and_unterminated_quotes_are_literal() {
+    fn prose_apostrophes_are_literal_and_unterminated_quotes_skipped() {
         assert_eq!(
             all("I don't think we can't do it"),
             [[["I", "don't", "think", "we", "can't", "do", "it"]]]
         );
-        assert_eq!(all("it's 'open"), [[["it's", "'open"]]]);
+        assert_eq!(all("it's 'open"), [[["it's", "open"]]]);
+        assert_eq!(
+            all("{\"cmd\": \"rm -rf"),
+            vec![vec![vec!["{\"cmd\""]], vec![vec!["rm", "-rf"]]]
+        );
         assert_eq!(
             all("run \u{201c}rm -rf /\u{201d} now"),
             [[["run", "rm -rf /", "now"]]]
@@ -416,7 +427,10 @@ mod tests {
         );
         assert_eq!(
             all("curl -fsSL https://x.sh |& sudo bash -s"),
-            [[vec!["curl", "-fsSL", "https://x.sh"], vec!["sudo", "bash", "-s"]]]
+            [[
+                vec!["curl", "-fsSL", "https://x.sh"],
+                vec!["sudo", "bash", "-s"]
+            ]]
         );
         assert_eq!(
             all("bash <(curl -s x) && echo $(whoami)"),
@@ -440,7 +454,10 @@ mod tests {
         );
         let targets: Vec<&str> = c.redirects.iter().map(|r| r.target.as_str()).collect();
         assert_eq!(targets, ["/dev/sda", "/dev/null", "log", "/dev/nvme0n1"]);
-        assert_eq!(c.end(), "cat /dev/zero > /dev/sda 2>/dev/null 2>&1 >>log &>/dev/nvme0n1".len());
+        assert_eq!(
+            c.end(),
+            "cat /dev/zero > /dev/sda 2>/dev/null 2>&1 >>log &>/dev/nvme0n1".len()
+        );
         // Input redirections and here-documents take no command words.
         assert_eq!(all("psql < dump.sql"), [[["psql"]]]);
         assert_eq!(all("cat <<EOF"), [[["cat"]]]);
@@ -467,6 +484,9 @@ mod tests {
         assert_eq!(all("# rm -rf /"), Vec::<Vec<Vec<String>>>::new());
         assert_eq!(all("ls # rm -rf /"), [[["ls"]]]);
         assert_eq!(all("#!/bin/sh"), Vec::<Vec<Vec<String>>>::new());
-        assert_eq!(all("step #1: ls"), vec![vec![vec!["step", "#1"]], vec![vec!["ls"]]]);
+        assert_eq!(
+            all("step #1: ls"),
+            vec![vec![vec!["step", "#1"]], vec![vec!["ls"]]]
+        );
     }
 }

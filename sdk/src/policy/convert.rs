@@ -173,8 +173,10 @@ mod tests {
         assert_eq!(values.len(), conscience::DEFAULT_VALUES.len());
         assert_eq!(values[0].id, "boundary-no-deception");
         assert_eq!(values[0].kind, ConscienceKind::Boundary);
-        let back: Vec<conscience::ConscienceValue> =
-            values.iter().map(conscience::ConscienceValue::from).collect();
+        let back: Vec<conscience::ConscienceValue> = values
+            .iter()
+            .map(conscience::ConscienceValue::from)
+            .collect();
         assert_eq!(back, conscience::DEFAULT_VALUES);
     }
 }

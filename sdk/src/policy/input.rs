@@ -53,7 +53,11 @@ impl CheckInput {
     }
 
     /// The same input with an alignment card (AAP card JSON) and its id.
-    pub fn with_card(mut self, card_id: impl Into<String>, card_json: impl Into<String>) -> CheckInput {
+    pub fn with_card(
+        mut self,
+        card_id: impl Into<String>,
+        card_json: impl Into<String>,
+    ) -> CheckInput {
         self.card_id = Some(card_id.into());
         self.card_json = Some(card_json.into());
         self

@@ -52,11 +52,17 @@ mod tests {
     #[test]
     fn limits() {
         assert_eq!(check("k", "v"), Ok(()));
-        assert_eq!(check(&"k".repeat(256), &"v".repeat(MAX_VALUE_BYTES)), Ok(()));
+        assert_eq!(
+            check(&"k".repeat(256), &"v".repeat(MAX_VALUE_BYTES)),
+            Ok(())
+        );
         assert_eq!(check("", "v"), Err(KvError::Key(0)));
         assert_eq!(check(&"k".repeat(257), "v"), Err(KvError::Key(257)));
         let err = check("k", &"v".repeat(MAX_VALUE_BYTES + 1)).unwrap_err();
         assert_eq!(err, KvError::Value(MAX_VALUE_BYTES + 1));
-        assert_eq!(err.to_string(), "kv value must be at most 65536 bytes, not 65537");
+        assert_eq!(
+            err.to_string(),
+            "kv value must be at most 65536 bytes, not 65537"
+        );
     }
 }

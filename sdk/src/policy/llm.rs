@@ -6,10 +6,10 @@
 //! [`complete`] calls into the host (inside the gateway only); the request builder,
 //! [`json_object`] and the error conversion are plain Rust and work in native tests.
 
+use super::PolicyError;
 pub use super::bindings::mnemom::gateway::llm::{
     Completion, CompletionRequest, LlmError, complete,
 };
-use super::PolicyError;
 
 impl CompletionRequest {
     /// A request for the host's configured analysis model, asking the endpoint to cache

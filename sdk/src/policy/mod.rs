@@ -104,5 +104,13 @@ macro_rules! export_policy {
     ($ty:ident) => {
         #[cfg(target_family = "wasm")]
         $crate::policy::bindings::export!($ty with_types_in $crate::policy::bindings);
+        // Natively: only check that the type implements `Guest` (which also keeps it from
+        // being reported as unused).
+        #[cfg(not(target_family = "wasm"))]
+        const _: fn() = $crate::policy::__assert_guest::<$ty>;
     };
 }
+
+/// Used by [`crate::export_policy!`] in native builds; not part of the API.
+#[doc(hidden)]
+pub fn __assert_guest<T: Guest>() {}

@@ -3,7 +3,7 @@
 //! ([`derive_verdict`], the rules of [`crate::verdict::derive_verdict`] over the WIT types).
 
 use super::{
-    ConscienceContext, ConscienceKind, ConscienceValue, Concern, PolicyDescriptor, Report,
+    Concern, ConscienceContext, ConscienceKind, ConscienceValue, PolicyDescriptor, Report,
     Severity, Verdict,
 };
 use crate::evidence;
@@ -214,7 +214,11 @@ mod tests {
             &values,
             "summary",
         );
-        let order: Vec<&str> = report.concerns.iter().map(|c| c.category.as_str()).collect();
+        let order: Vec<&str> = report
+            .concerns
+            .iter()
+            .map(|c| c.category.as_str())
+            .collect();
         assert_eq!(order, ["b", "d", "c", "a"]);
         assert_eq!(report.verdict, Verdict::BoundaryViolation);
         assert_eq!(report.max_severity(), Some(Severity::Critical));
@@ -224,7 +228,10 @@ mod tests {
         assert_eq!(clear.verdict, Verdict::Clear);
         assert!(clear.concerns.is_empty());
         assert_eq!(clear.max_severity(), None);
-        assert_eq!(Report::from_concerns(vec![], &values, "nothing found"), clear);
+        assert_eq!(
+            Report::from_concerns(vec![], &values, "nothing found"),
+            clear
+        );
 
         let with = clear
             .with_metadata(serde_json::json!({"rules": 3}))
