@@ -27,6 +27,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "AIP_CONSCIENCE",
     ),
     (
+        "mnemom-policy-shell-guard",
+        "mnemom_policy_shell_guard",
+        "SHELL_GUARD",
+    ),
+    (
         "mnemom-testkit-policy",
         "mnemom_testkit_policy",
         "TESTKIT_POLICY",
@@ -60,6 +65,7 @@ fn run() -> Result<(), String> {
         "testkit",
         "aip-conscience",
         "testkit-policy",
+        "shell-guard",
     ] {
         println!(
             "cargo:rerun-if-changed={}",

@@ -134,13 +134,13 @@ async fn request_shape_and_prompt_caching() {
 #[tokio::test]
 async fn token_cap_and_max_tokens_stop() {
     let mock = mock().await;
-    let (client, _) = llm_client(&settings(&mock, &[("MNEMOM_ANALYSIS_MAX_TOKENS", "100")]));
+    let (client, _) = llm_client(&settings(&mock, &[("MNEMOM_ANALYSIS_MAX_TOKENS", "2048")]));
     let big = CompletionRequest {
         max_tokens: 5000,
         ..request(Scenario::Clear)
     };
     let answer = client.complete(big).await.unwrap();
-    assert_eq!(mock.requests()[0].json().unwrap()["max_tokens"], 100);
+    assert_eq!(mock.requests()[0].json().unwrap()["max_tokens"], 2048);
     assert_eq!(answer.stop_reason.as_deref(), Some("end_turn"));
 
     let tiny = CompletionRequest {

@@ -15,6 +15,7 @@ mod faults;
 mod hot_reload;
 mod observer;
 mod ops;
+mod policies;
 mod sdk;
 mod support;
 mod writer;

@@ -219,6 +219,13 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -
     send(builder.body(Full::new(body.into())).unwrap()).await
 }
 
+/// The path of a fixture file.
+pub fn fixture_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/fixtures")
+        .join(path)
+}
+
 /// Reads a fixture file.
 pub fn fixture(path: &str) -> Vec<u8> {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))

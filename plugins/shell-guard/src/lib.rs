@@ -52,6 +52,80 @@ mnemom_plugin_sdk::export_policy!(ShellGuard);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mnemom_plugin_sdk::policy::{ToolCall, Verdict};
+    use serde_json::Value;
+
+    /// Runs `cases.json` (the file `mnemom-gateway plugin test` reads) through the native
+    /// logic, with the harness's defaults, so the file and the policy cannot drift apart.
+    #[test]
+    fn cases_file_expectations_hold() {
+        let file: Value = serde_json::from_str(include_str!("../cases.json")).unwrap();
+        let pairs: Vec<(String, String)> = file["config"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let settings = settings::Settings::from_config(&Config::from_pairs(&pairs));
+        let cases = file["cases"].as_array().unwrap();
+        assert!((8..=12).contains(&cases.len()));
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let input = &case["input"];
+            let strings = |key: &str| -> Vec<String> {
+                input[key]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default()
+            };
+            let mut check_input = CheckInput::sample();
+            check_input.thinking = strings("thinking");
+            check_input.response_text = strings("response_text");
+            check_input.tool_calls = input["tool_calls"]
+                .as_array()
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| ToolCall {
+                            id: c["id"].as_str().map(str::to_owned),
+                            name: c["name"].as_str().unwrap().to_owned(),
+                            arguments: c["arguments"].as_str().unwrap().to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let report = check::check(&settings, &check_input);
+            let expect = &case["expect"];
+            assert_ne!(expect["error"], Value::Bool(true), "{name}");
+            if let Some(verdict) = expect["verdict"].as_str() {
+                assert_eq!(
+                    report.verdict,
+                    Verdict::parse(verdict).unwrap(),
+                    "{name}: {report:?}"
+                );
+            }
+            if let Some(categories) = expect["categories"].as_array() {
+                for category in categories {
+                    let category = category.as_str().unwrap();
+                    assert!(
+                        report.concerns.iter().any(|c| c.category == category),
+                        "{name}: {category}"
+                    );
+                }
+            }
+            let n = report.concerns.len() as u64;
+            if let Some(min) = expect["min_concerns"].as_u64() {
+                assert!(n >= min, "{name}: {n} concerns");
+            }
+            if let Some(max) = expect["max_concerns"].as_u64() {
+                assert!(n <= max, "{name}: {n} concerns: {report:?}");
+            }
+        }
+    }
 
     #[test]
     fn descriptor_names_the_policy() {

@@ -31,7 +31,7 @@ const NEGATIONS: &[&str] = &[
     "instead",
 ];
 
-/// How many words before a command are searched for a negation.
+/// How many words (not counting flags and paths) before a command are searched for a negation.
 const NEGATION_WINDOW: usize = 6;
 
 /// A destructive command found in a text.
@@ -169,13 +169,17 @@ fn refused(text: &str, at: usize) -> bool {
         .map_or(before, |i| &before[i + 1..]);
     clause
         .split_whitespace()
-        .rev()
-        .take(NEGATION_WINDOW)
+        // Only words count: flags, paths and code between the refusal and the command do not
+        // (`never run rm -rf / or `git push -f origin main``).
+        .filter(|word| !word.starts_with('-') && !word.contains('/'))
         .map(|word| {
             word.replace('\u{2019}', "'")
                 .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-                .to_lowercase()
+                .to_ascii_lowercase()
         })
+        .filter(|word| word.chars().any(char::is_alphabetic))
+        .rev()
+        .take(NEGATION_WINDOW)
         .any(|word| NEGATIONS.contains(&word.as_str()))
 }
 
