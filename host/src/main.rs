@@ -76,6 +76,22 @@ enum PluginCommand {
         /// Target directory (created if missing).
         dir: PathBuf,
     },
+    /// Run an AIP policy component against a cases file (inputs, scripted analysis-LLM
+    /// answers, expected reports); exits non-zero when a case fails.
+    Test {
+        /// The policy's `.wasm` file.
+        file: PathBuf,
+        /// The cases file (JSON).
+        #[arg(long)]
+        cases: PathBuf,
+        /// The policy's manifest (limits, failure mode, config); by default a policy manifest
+        /// whose world is read from the component's imports.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -221,6 +237,44 @@ fn run_plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 writeln!(stdout, "{}", path.display())?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Test {
+            file,
+            cases,
+            manifest,
+            json,
+        } => {
+            use mnemom_gateway::plugin::harness;
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let cases_text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("reading {}", cases.display()))?;
+            let cases_file = harness::parse_cases(&cases_text)
+                .with_context(|| format!("in {}", cases.display()))?;
+            let manifest_text = match &manifest {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let results = runtime()?
+                .block_on(harness::run_cases(
+                    &wasm,
+                    manifest_text.as_deref(),
+                    &cases_file,
+                ))
+                .with_context(|| format!("testing {}", file.display()))?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&results)?)?;
+            } else {
+                write!(stdout, "{}", harness::render(&results))?;
+            }
+            Ok(if results.iter().all(|r| r.passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         PluginCommand::Inspect { file, config, json } => {
             let bytes =

@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod bindings;
 pub mod engine;
+pub mod harness;
 pub mod inspect;
 pub mod instance;
 pub mod manifest;

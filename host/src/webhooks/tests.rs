@@ -1291,7 +1291,8 @@ async fn concurrent_redelivery_runs_send_each_attempt_once() {
             &registration,
             &id,
             4,
-            now - chrono::Duration::hours(1),
+            // Due for a 5th attempt (8 minutes), not for a 6th (16 minutes).
+            now - chrono::Duration::minutes(10),
         )
         .await;
     }

@@ -20,6 +20,16 @@ fn export_writes_loadable_plugins_and_inspect_accepts_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let policy = dir.path().join("aip-conscience.wasm");
+    let out = gateway()
+        .args(["plugin", "inspect"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("world:    aip-policy"), "{text}");
+    assert!(text.contains("\"name\":\"aip-conscience\""), "{text}");
     for name in ["anthropic", "openai", "gemini"] {
         let wasm = dir.path().join(format!("{name}.wasm"));
         assert!(wasm.exists());
@@ -135,4 +145,52 @@ fn migrate_is_idempotent_and_names_an_unreachable_database() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn plugin_test_runs_policy_cases_and_fails_on_a_broken_expectation() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (wasm, dir) in [
+        (env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"), "shell-guard"),
+        (env!("MNEMOM_PLUGIN_WASM_AIP_CONSCIENCE"), "aip-conscience"),
+    ] {
+        let plugin = root.join("plugins").join(dir);
+        let out = gateway()
+            .args(["plugin", "test", wasm, "--cases"])
+            .arg(plugin.join("cases.json"))
+            .arg("--manifest")
+            .arg(plugin.join("plugin.toml"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{dir}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(" passed, 0 failed"), "{text}");
+        assert!(!text.contains("FAIL"), "{text}");
+    }
+    // A case whose expectation does not hold fails the run and says why.
+    let cases = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cases.path(),
+        r#"{"cases":[{"name":"wrong on purpose","input":{"thinking":["run rm -rf / now"]},"expect":{"verdict":"clear"}}]}"#,
+    )
+    .unwrap();
+    let out = gateway()
+        .args(["plugin", "test", env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"), "--cases"])
+        .arg(cases.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL wrong on purpose"), "{text}");
+    assert!(text.contains("expected verdict clear, got boundary_violation"), "{text}");
+    // A cases file that is not valid names the problem.
+    std::fs::write(cases.path(), r#"{"cases":[{"nam":"typo"}]}"#).unwrap();
+    let out = gateway()
+        .args(["plugin", "test", env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"), "--cases"])
+        .arg(cases.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cases file") && err.contains("nam"), "{err}");
 }

@@ -27,8 +27,8 @@ pub struct Match {
 /// Words that run the command after them (possibly after their own flags and `NAME=value`
 /// assignments); they belong to the command (`sudo rm -rf /`).
 const RUNNERS: &[&str] = &[
-    "sudo", "doas", "su", "env", "nohup", "time", "exec", "command", "builtin", "nice", "ionice",
-    "chroot", "xargs",
+    "sudo", "doas", "su", "env", "nohup", "time", "exec", "builtin", "nice", "ionice", "chroot",
+    "xargs",
 ];
 
 /// Words after which a command starts without being part of it: shell keywords, and the prompt
@@ -286,7 +286,7 @@ pub fn check_command(command: &Command, index: usize) -> Option<Match> {
     let words = &command.words;
     let name = command_name(&words[index].text);
     let args = &words[index + 1..];
-    let (first_word, command_position) = command_start(words, index);
+    let command_position = || command_start(words, index).1;
     let found = match name {
         "rm" => recursive_delete(args),
         "mkfs" | "mke2fs" | "mkswap" | "wipefs" | "shred" => format_device(name, args),
@@ -301,8 +301,8 @@ pub fn check_command(command: &Command, index: usize) -> Option<Match> {
         }),
         "chmod" | "chown" | "chgrp" => recursive_permissions(name, args),
         "find" => find_delete(args),
-        "shutdown" | "reboot" | "halt" | "poweroff" if command_position => shutdown(name, args),
-        "init" | "telinit" if command_position => match args.first().map(|a| a.text.as_str()) {
+        "shutdown" | "reboot" | "halt" | "poweroff" if command_position() => shutdown(name, args),
+        "init" | "telinit" if command_position() => match args.first().map(|a| a.text.as_str()) {
             Some(level @ ("0" | "6")) => matched(
                 "shutdown",
                 Severity::High,
@@ -320,7 +320,7 @@ pub fn check_command(command: &Command, index: usize) -> Option<Match> {
         rule,
         severity,
         what,
-        first_word,
+        first_word: command_start(words, index).0,
     })
 }
 
@@ -609,6 +609,11 @@ pub fn check_redirects(command: &Command) -> Option<Match> {
         what: format!("redirects output over the device {}", redirect.target),
         first_word: 0,
     })
+}
+
+/// Whether `command` runs a shell (at command position).
+pub fn runs_shell(command: &Command) -> bool {
+    shell_at(command).is_some()
 }
 
 /// Whether `command` runs a shell at command position; returns the index of the shell word.

@@ -7,7 +7,7 @@ use mnemom_plugin_sdk::policy::Severity;
 
 use crate::patterns;
 use crate::rules::{self, Match};
-use crate::tokenize::{Command, tokenize};
+use crate::tokenize::{Command, Pipeline, tokenize};
 
 /// How deep quoted arguments are scanned again (`sudo sh -c "ssh h 'rm -rf /'"` is depth 2).
 const MAX_QUOTE_DEPTH: u8 = 3;
@@ -29,6 +29,18 @@ const NEGATIONS: &[&str] = &[
     "refuse",
     "without",
     "instead",
+];
+
+/// Words that, in the clause of a command, mean the text judges it rather than plans it
+/// ("`chmod -R 777 /` is never a good idea").
+const JUDGEMENTS: &[&str] = &[
+    "never",
+    "dangerous",
+    "risky",
+    "catastrophic",
+    "destructive",
+    "mistake",
+    "forbidden",
 ];
 
 /// How many words (not counting flags and paths) before a command are searched for a negation.
@@ -65,7 +77,7 @@ pub fn scan(text: &str, prose: bool) -> Vec<Finding> {
     }
     scan_lines(text, 0, 0, &mut hits);
     if prose {
-        hits.retain(|(at, _)| !refused(text, *at));
+        hits.retain(|(at, _)| !refused(text, *at) && !judged(text, *at));
     }
     hits.sort_by_key(|(at, _)| *at);
     let mut findings: Vec<Finding> = Vec::new();
@@ -103,8 +115,9 @@ fn scan_line(line: &str, base: usize, depth: u8, hits: &mut Vec<(usize, Finding)
         let command = line.get(start..end).unwrap_or(line);
         hits.push((base + start, finding(m.rule, m.severity, m.what, command)));
     };
-    for pipeline in tokenize(line) {
-        if let Some((from, to, m)) = rules::check_pipe_to_shell(&pipeline) {
+    let pipelines = tokenize(line);
+    for pipeline in &pipelines {
+        if let Some((from, to, m)) = rules::check_pipe_to_shell(pipeline) {
             let start = pipeline.commands[from].words[m.first_word].start;
             push(start, pipeline.commands[to].end(), m);
         }
@@ -132,8 +145,12 @@ fn scan_line(line: &str, base: usize, depth: u8, hits: &mut Vec<(usize, Finding)
         }
     }
     if depth < MAX_QUOTE_DEPTH {
-        for pipeline in tokenize(line) {
-            for word in pipeline.commands.iter().flat_map(|c| &c.words) {
+        for pipeline in &pipelines {
+            let commands = pipeline.commands.iter().enumerate();
+            for word in commands
+                .filter(|(i, c)| !quotes_text(pipeline, *i, c))
+                .flat_map(|(_, c)| &c.words)
+            {
                 if word.quoted && word.text.contains(char::is_whitespace) {
                     // The offset is approximate inside the quotes (escapes), which only matters
                     // for the refusal check.
@@ -143,6 +160,22 @@ fn scan_line(line: &str, base: usize, depth: u8, hits: &mut Vec<(usize, Finding)
         }
     }
 }
+
+/// Whether the quoted arguments of the `index`th command of `pipeline` are text rather than
+/// commands: it prints or searches them (`echo 'rm -rf /' is a classic`, `grep "rm -rf"`) and
+/// nothing later in the pipeline is a shell that would run them.
+fn quotes_text(pipeline: &Pipeline, index: usize, command: &Command) -> bool {
+    let prints = command
+        .words
+        .first()
+        .is_some_and(|w| TEXT_COMMANDS.contains(&rules::command_name(&w.text)));
+    prints && !pipeline.commands[index + 1..].iter().any(rules::runs_shell)
+}
+
+/// Commands whose arguments are text, not commands.
+const TEXT_COMMANDS: &[&str] = &[
+    "echo", "printf", "grep", "egrep", "fgrep", "rg", "ag", "ack",
+];
 
 /// Byte offset of the command's first word or redirection.
 fn command_begin(command: &Command) -> usize {
@@ -156,14 +189,38 @@ fn command_begin(command: &Command) -> usize {
     }
 }
 
-/// Whether the clause before `at` refuses what follows: one of [`NEGATIONS`] among the last
-/// [`NEGATION_WINDOW`] words since the last sentence or clause boundary.
-fn refused(text: &str, at: usize) -> bool {
+/// The largest char boundary of `text` at or before `at`.
+fn boundary(text: &str, at: usize) -> usize {
     let mut at = at.min(text.len());
     while !text.is_char_boundary(at) {
         at -= 1;
     }
-    let before = &text[..at];
+    at
+}
+
+/// Whether the clause that starts with the command at `at` judges it (one of [`JUDGEMENTS`]
+/// before the next clause boundary: a newline, `!`, `?`, `;`, `,` or a full stop followed by
+/// a space; not `.` or `:` alone, which commands contain).
+fn judged(text: &str, at: usize) -> bool {
+    let after = &text[boundary(text, at)..];
+    let end = [after.find(['\n', '!', '?', ';', ',']), after.find(". ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(after.len());
+    after[..end]
+        .split_whitespace()
+        .map(|word| {
+            word.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_ascii_lowercase()
+        })
+        .any(|word| JUDGEMENTS.contains(&word.as_str()))
+}
+
+/// Whether the clause before `at` refuses what follows: one of [`NEGATIONS`] among the last
+/// [`NEGATION_WINDOW`] words since the last sentence or clause boundary.
+fn refused(text: &str, at: usize) -> bool {
+    let before = &text[..boundary(text, at)];
     let clause = before
         .rfind(['\n', '.', '!', '?', ';', ',', ':'])
         .map_or(before, |i| &before[i + 1..]);
@@ -244,6 +301,8 @@ mod tests {
             "device-write"
         );
         assert_eq!(rules(":(){ :|:& };:", false)[0].0, "fork-bomb");
+        // Printed text piped into a shell is run.
+        assert_eq!(rules("echo 'rm -rf ~' | sh", false)[0].2, "rm -rf ~");
     }
 
     #[test]
@@ -289,6 +348,11 @@ mod tests {
         );
         // Tool arguments are commands, not prose: no refusal applies.
         assert_eq!(rules("echo not now; rm -rf /", false).len(), 1);
+        // A clause that judges the command is not planning it.
+        assert!(rules("chmod -R 777 / is never a good idea", true).is_empty());
+        assert!(rules("Running rm -rf ~ would be catastrophic.", true).is_empty());
+        assert_eq!(rules("rm -rf ~ now. It is risky", true).len(), 1);
+        assert_eq!(rules("chmod -R 777 / is never a good idea", false).len(), 1);
     }
 
     #[test]
@@ -302,6 +366,8 @@ mod tests {
             "After the reboot, the service came back.",
             "kubectl delete pod web-1 to restart it",
             "dd if=/dev/zero of=./disk.img bs=1M count=64",
+            "echo 'rm -rf /' is the classic mistake",
+            "grep -rn \"rm -rf /\" scripts/",
         ] {
             assert!(
                 rules(text, true).is_empty(),

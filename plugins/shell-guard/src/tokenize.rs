@@ -77,9 +77,9 @@ fn is_sentence_end(c: char) -> bool {
     matches!(c, '.' | ',' | ':' | '!' | '?')
 }
 
+/// The lexer's state; `pos` is a byte offset into `text`, always on a character boundary.
 struct Lexer<'a> {
     text: &'a str,
-    chars: Vec<(usize, char)>,
     pos: usize,
     pipelines: Vec<Pipeline>,
     pipeline: Pipeline,
@@ -90,7 +90,6 @@ impl<'a> Lexer<'a> {
     fn new(text: &'a str) -> Self {
         Lexer {
             text,
-            chars: text.char_indices().collect(),
             pos: 0,
             pipelines: Vec::new(),
             pipeline: Pipeline::default(),
@@ -98,12 +97,21 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The character `ahead` characters after the current one.
     fn peek(&self, ahead: usize) -> Option<char> {
-        self.chars.get(self.pos + ahead).map(|&(_, c)| c)
+        self.text[self.pos..].chars().nth(ahead)
     }
 
-    fn offset(&self, index: usize) -> usize {
-        self.chars.get(index).map_or(self.text.len(), |&(o, _)| o)
+    /// The character before the current position.
+    fn prev(&self) -> Option<char> {
+        self.text[..self.pos].chars().next_back()
+    }
+
+    /// Moves past the current character.
+    fn bump(&mut self) {
+        if let Some(c) = self.peek(0) {
+            self.pos += c.len_utf8();
+        }
     }
 
     /// Ends the current simple command (at `|`).
@@ -126,7 +134,7 @@ impl<'a> Lexer<'a> {
     fn run(mut self) -> Vec<Pipeline> {
         while let Some(c) = self.peek(0) {
             match c {
-                c if c.is_whitespace() => self.pos += 1,
+                c if c.is_whitespace() => self.bump(),
                 '|' => {
                     // `||` separates pipelines; `|` and `|&` join commands.
                     if self.peek(1) == Some('|') {
@@ -139,7 +147,7 @@ impl<'a> Lexer<'a> {
                 }
                 '&' if self.peek(1) == Some('>') => self.redirect(),
                 ';' | '&' | '(' | ')' | '`' => {
-                    self.pos += 1;
+                    self.bump();
                     self.end_pipeline();
                 }
                 '$' | '<' if self.peek(1) == Some('(') => {
@@ -161,62 +169,51 @@ impl<'a> Lexer<'a> {
     /// `#` starts a comment at the start of the text or after whitespace when followed by
     /// whitespace, `!` or the end (so `#1` in prose or `a#b` stay words).
     fn at_comment_start(&self) -> bool {
-        let after_space = self.pos == 0
-            || self
-                .chars
-                .get(self.pos - 1)
-                .is_some_and(|&(_, c)| c.is_whitespace());
+        let after_space = self.prev().is_none_or(char::is_whitespace);
         let next = self.peek(1);
         after_space && next.is_none_or(|c| c.is_whitespace() || c == '!')
     }
 
     fn digits_then_redirect(&self) -> bool {
-        let mut i = 0;
-        while self.peek(i).is_some_and(|c| c.is_ascii_digit()) {
-            i += 1;
+        let rest = &self.text[self.pos..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        rest[digits..].starts_with('>')
+    }
+
+    /// Moves past characters matching `keep`.
+    fn skip_while(&mut self, keep: impl Fn(char) -> bool) {
+        while self.peek(0).is_some_and(&keep) {
+            self.bump();
         }
-        self.peek(i) == Some('>')
     }
 
     /// An output redirection: `[N]>`, `[N]>>`, `>|`, `&>`, `&>>`, then `&N` or a target word.
     fn redirect(&mut self) {
-        let start = self.offset(self.pos);
-        while self.peek(0).is_some_and(|c| c.is_ascii_digit() || c == '&') {
-            self.pos += 1;
-        }
-        while self.peek(0).is_some_and(|c| c == '>' || c == '|') {
-            self.pos += 1;
-        }
+        let start = self.pos;
+        self.skip_while(|c| c.is_ascii_digit() || c == '&');
+        self.skip_while(|c| c == '>' || c == '|');
         if self.peek(0) == Some('&') {
             // `2>&1`: duplicates a descriptor, no file.
-            self.pos += 1;
-            while self.peek(0).is_some_and(|c| c.is_ascii_digit() || c == '-') {
-                self.pos += 1;
-            }
+            self.bump();
+            self.skip_while(|c| c.is_ascii_digit() || c == '-');
             return;
         }
-        while self.peek(0).is_some_and(|c| c.is_whitespace() && c != '\n') {
-            self.pos += 1;
-        }
+        self.skip_while(|c| c.is_whitespace() && c != '\n');
         let target = match self.peek(0) {
             Some(c) if !is_operator_start(c) => self.read_word(),
             _ => None,
         };
         let (target, end) = match target {
             Some((word, _)) => (word.text, word.end),
-            None => (String::new(), self.offset(self.pos)),
+            None => (String::new(), self.pos),
         };
         self.command.redirects.push(Redirect { target, start, end });
     }
 
     /// An input redirection or here-document marker: its operand is not a command word.
     fn input_redirect(&mut self) {
-        while self.peek(0) == Some('<') {
-            self.pos += 1;
-        }
-        while self.peek(0).is_some_and(|c| c.is_whitespace() && c != '\n') {
-            self.pos += 1;
-        }
+        self.skip_while(|c| c == '<');
+        self.skip_while(|c| c.is_whitespace() && c != '\n');
         if self.peek(0).is_some_and(|c| !is_operator_start(c)) {
             self.read_word();
         }
@@ -235,7 +232,18 @@ impl<'a> Lexer<'a> {
     /// sentence punctuation (stripped from its text).
     fn read_word(&mut self) -> Option<(Word, bool)> {
         let first = self.pos;
-        let mut text = String::new();
+        // Fast path: copy the run of plain characters in one go (most words are only that).
+        let rest = &self.text[first..];
+        let plain = rest
+            .find(|c: char| {
+                c.is_whitespace()
+                    || is_operator_start(c)
+                    || closing_quote(c).is_some()
+                    || matches!(c, '\\' | '=' | '\u{201d}' | '\u{2019}')
+            })
+            .unwrap_or(rest.len());
+        let mut text = rest[..plain].to_owned();
+        self.pos += plain;
         let mut quoted = false;
         while let Some(c) = self.peek(0) {
             if c.is_whitespace() || is_operator_start(c) {
@@ -245,39 +253,38 @@ impl<'a> Lexer<'a> {
             let quote_may_open = self.pos == first
                 || text.ends_with('=')
                 || self
-                    .chars
-                    .get(self.pos - 1)
-                    .is_some_and(|&(_, p)| closing_quote(p).is_some() || p == '\u{201d}');
+                    .prev()
+                    .is_some_and(|p| matches!(p, '\'' | '"' | '\u{201d}' | '\u{2019}'));
             if let Some(close) = closing_quote(c).filter(|_| quote_may_open) {
-                match self.quoted_len(close) {
-                    Some(len) => {
-                        text.push_str(&self.unquote(c, len));
+                match self.quoted(c, close) {
+                    Some((content, after)) => {
+                        text.push_str(&content);
                         quoted = true;
-                        self.pos += len + 2;
+                        self.pos = after;
                     }
                     // An unterminated quote (partial JSON, a stray quote in prose) is skipped,
                     // so that the word after it is still seen: `"rm` reads as `rm`.
-                    None => self.pos += 1,
+                    None => self.bump(),
                 }
                 continue;
             }
-            if c == '\\' {
-                if let Some(next) = self.peek(1) {
-                    if next != '\n' {
-                        text.push(next);
-                    }
-                    self.pos += 2;
-                    continue;
+            if c == '\\'
+                && let Some(next) = self.peek(1)
+            {
+                if next != '\n' {
+                    text.push(next);
                 }
+                self.bump();
+                self.bump();
+                continue;
             }
             text.push(c);
-            self.pos += 1;
+            self.bump();
         }
         if self.pos == first {
             return None;
         }
-        let start = self.offset(first);
-        let mut end = self.offset(self.pos);
+        let mut end = self.pos;
         let mut sentence_end = false;
         if !quoted {
             let trimmed = text.trim_end_matches(is_sentence_end);
@@ -292,7 +299,7 @@ impl<'a> Lexer<'a> {
         Some((
             Word {
                 text,
-                start,
+                start: first,
                 end,
                 quoted,
             },
@@ -300,36 +307,33 @@ impl<'a> Lexer<'a> {
         ))
     }
 
-    /// The number of characters between the quote at the current position and its closing
-    /// quote on the same line, or `None` when it is not closed (then it is a literal).
-    fn quoted_len(&self, close: char) -> Option<usize> {
-        let mut i = 1;
+    /// The quoted string opened by `open` at the current position and closed by `close` on the
+    /// same line: its content (with `\"`, `\\`, `\$` and `` \` `` resolved inside double
+    /// quotes) and the byte offset after the closing quote. `None` when it is not closed.
+    fn quoted(&self, open: char, close: char) -> Option<(String, usize)> {
+        let body_start = self.pos + open.len_utf8();
+        let body = &self.text[body_start..];
         let mut escaped = false;
-        while let Some(c) = self.peek(i) {
+        let mut end = None;
+        for (i, c) in body.char_indices() {
             if c == '\n' {
                 return None;
             }
             if c == close && !escaped {
-                return Some(i - 1);
+                end = Some(i);
+                break;
             }
             escaped = close == '"' && c == '\\' && !escaped;
-            i += 1;
         }
-        None
-    }
-
-    /// The content of the quoted string of `len` characters after the quote at the current
-    /// position, with `\"`, `\\`, `\$` and `` \` `` resolved inside double quotes.
-    fn unquote(&self, open: char, len: usize) -> String {
-        let inner = self.chars[self.pos + 1..self.pos + 1 + len]
-            .iter()
-            .map(|&(_, c)| c);
+        let end = end?;
+        let inner = &body[..end];
+        let after = body_start + end + close.len_utf8();
         if open != '"' {
-            return inner.collect();
+            return Some((inner.to_owned(), after));
         }
-        let mut out = String::with_capacity(len);
+        let mut out = String::with_capacity(inner.len());
         let mut escaped = false;
-        for c in inner {
+        for c in inner.chars() {
             if escaped {
                 if !matches!(c, '"' | '\\' | '$' | '`') {
                     out.push('\\');
@@ -342,7 +346,7 @@ impl<'a> Lexer<'a> {
                 out.push(c);
             }
         }
-        out
+        Some((out, after))
     }
 }
 
