@@ -271,7 +271,7 @@ pub(super) async fn claim_pending_nudges(
          WHERE id IN (SELECT id FROM enforcement_nudges \
          WHERE agent_id = $1 AND status = 'pending' AND created_at >= $3 \
          AND (claimed_until IS NULL OR claimed_until < $4) \
-         ORDER BY created_at, id LIMIT $6) \
+         ORDER BY created_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) \
          RETURNING id, checkpoint_id, nudge_content, created_at",
     )
     .bind(claim.agent_id)

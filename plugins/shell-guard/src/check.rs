@@ -21,32 +21,63 @@ struct Located {
     origin: String,
 }
 
+/// The most bytes of text one check scans, tool calls first, then thinking, then response
+/// text; the rest is counted in the metadata (`unscanned_bytes`). 128 KiB of prose take 10 to
+/// 25 ms in the gateway's runtime (more on a loaded machine), well inside the manifest's 50 ms
+/// deadline, so that a huge response gets a verdict instead of a timeout.
+pub const MAX_SCAN_BYTES: usize = 128 * 1024;
+
+/// What is left of [`MAX_SCAN_BYTES`] in one check.
+struct Budget {
+    left: usize,
+    skipped: usize,
+}
+
+impl Budget {
+    /// The part of `text` that still fits, cut on a character boundary.
+    fn take<'a>(&mut self, text: &'a str) -> &'a str {
+        let mut n = self.left.min(text.len());
+        while !text.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.left -= n;
+        self.skipped += text.len() - n;
+        &text[..n]
+    }
+}
+
 /// Checks one response.
 pub fn check(settings: &Settings, input: &CheckInput) -> Report {
     let mut found: Vec<Located> = Vec::new();
     let mut scanned = Vec::new();
-    if settings.scan_thinking && !input.thinking.is_empty() {
-        scanned.push(count(input.thinking.len(), "thinking block"));
-        for (i, block) in input.thinking.iter().enumerate() {
-            collect(&mut found, scan::scan(block, true), || {
-                format!("planned in thinking block {}", i + 1)
-            });
-        }
-    }
+    let mut budget = Budget {
+        left: MAX_SCAN_BYTES,
+        skipped: 0,
+    };
+    // Tool calls first: they are what the model is about to do, and the first to be scanned
+    // when the budget runs out; a command both planned and called is reported for the call.
     if settings.scan_tool_calls && !input.tool_calls.is_empty() {
         scanned.push(count(input.tool_calls.len(), "tool call"));
         for call in &input.tool_calls {
             for text in argument_strings(&call.arguments) {
-                collect(&mut found, scan::scan(&text, false), || {
+                collect(&mut found, scan::scan(budget.take(&text), false), || {
                     format!("in the arguments of tool call `{}`", call.name)
                 });
             }
         }
     }
+    if settings.scan_thinking && !input.thinking.is_empty() {
+        scanned.insert(0, count(input.thinking.len(), "thinking block"));
+        for (i, block) in input.thinking.iter().enumerate() {
+            collect(&mut found, scan::scan(budget.take(block), true), || {
+                format!("planned in thinking block {}", i + 1)
+            });
+        }
+    }
     if settings.scan_response_text && !input.response_text.is_empty() {
         scanned.push(count(input.response_text.len(), "response text block"));
         for (i, block) in input.response_text.iter().enumerate() {
-            collect(&mut found, scan::scan(block, true), || {
+            collect(&mut found, scan::scan(budget.take(block), true), || {
                 format!("in response text block {}", i + 1)
             });
         }
@@ -82,6 +113,7 @@ pub fn check(settings: &Settings, input: &CheckInput) -> Report {
         "rules": rules,
         "allowed": allowed,
         "below_floor": below_floor,
+        "unscanned_bytes": budget.skipped,
     }))
 }
 
@@ -170,7 +202,7 @@ mod tests {
             .with_tool_call("bash", tool("sudo rm -rf --no-preserve-root /"));
         let report = check(&Settings::default(), &input);
         assert_eq!(report.verdict, Verdict::BoundaryViolation);
-        // The same command in thinking and tool call is one concern.
+        // The same command in thinking and tool call is one concern, reported for the call.
         assert_eq!(report.concerns.len(), 1);
         let c = &report.concerns[0];
         assert_eq!(c.category, "destructive_command");
@@ -179,7 +211,8 @@ mod tests {
         assert_eq!(c.relevant_card_field.as_deref(), Some(CARD_FIELD));
         assert_eq!(c.relevant_conscience_value, None);
         assert!(
-            c.description.ends_with("(planned in thinking block 1)"),
+            c.description
+                .ends_with("(in the arguments of tool call `bash`)"),
             "{}",
             c.description
         );
@@ -276,6 +309,29 @@ mod tests {
                 .description
                 .ends_with("(in response text block 1)")
         );
+    }
+
+    #[test]
+    fn scanning_stops_at_the_budget() {
+        let filler = "All good here, nothing to do.\n".repeat(MAX_SCAN_BYTES / 30 + 10);
+        let input = CheckInput::sample()
+            .with_tool_call("bash", tool("mkfs.ext4 /dev/sdb"))
+            .with_thinking(format!("{filler}Then sudo rm -rf / to finish."));
+        let report = check(&Settings::default(), &input);
+        // The tool call was scanned, the end of the long thinking block was not.
+        assert_eq!(report.concerns.len(), 1);
+        assert_eq!(report.concerns[0].evidence, "mkfs.ext4 /dev/sdb");
+        let meta: Value = serde_json::from_str(report.metadata_json.as_deref().unwrap()).unwrap();
+        let skipped = meta["unscanned_bytes"].as_u64().unwrap() as usize;
+        let total = "mkfs.ext4 /dev/sdb".len() + input.thinking[0].len();
+        assert_eq!(skipped, total - MAX_SCAN_BYTES);
+        let mut budget = Budget {
+            left: 3,
+            skipped: 0,
+        };
+        assert_eq!(budget.take("héllo"), "hé");
+        assert_eq!(budget.take("x"), "");
+        assert_eq!(budget.skipped, 4);
     }
 
     #[test]

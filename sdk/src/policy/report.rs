@@ -28,8 +28,9 @@ pub fn boundary_value_ids(values: &[ConscienceValue]) -> Vec<&str> {
 /// - otherwise any `medium` or `high` concern → `review-needed`;
 /// - otherwise (no concerns, only `low` ones) → `clear`.
 ///
-/// The host applies the same rules to the concerns a policy returns, so a report whose verdict
-/// disagrees with its concerns is not trusted; build reports with [`Report::from_concerns`].
+/// These are the rules of the AIP analysis ([`crate::verdict::derive_verdict`] over the WIT
+/// types). The host combines the verdicts the policies state, so build reports with
+/// [`Report::from_concerns`] to keep a report's verdict and its concerns in agreement.
 pub fn derive_verdict(concerns: &[Concern], conscience_values: &[ConscienceValue]) -> Verdict {
     let boundary = boundary_value_ids(conscience_values);
     verdict::derive_verdict(
