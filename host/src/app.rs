@@ -490,8 +490,12 @@ impl App {
         }
         let store = self.store.get()?;
         let settings = self.observer.as_ref()?;
+        let jobs = match &self.webhooks {
+            Some(webhooks) => settings.jobs_with_webhooks(store, webhooks),
+            None => settings.jobs(store),
+        };
         Some(crate::observer::Scheduler::start_with_board(
-            settings.jobs(store),
+            jobs,
             crate::observer::Clock::System,
             crate::observer::Lease::Store(store.clone()),
             &self.metrics,

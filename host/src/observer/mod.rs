@@ -454,6 +454,13 @@ async fn run_scheduled_inner(
         .cron_runs_total
         .with_label_values(&[name, outcome.0.as_str()])
         .inc();
+    if outcome.0 != RunOutcome::Skipped {
+        // A run this replica executed is background work of the process, like the writer's.
+        metrics
+            .background_tasks_total
+            .with_label_values(&[&format!("cron_{name}")])
+            .inc();
+    }
     outcome
 }
 

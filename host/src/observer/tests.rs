@@ -186,6 +186,14 @@ async fn each_job_runs_on_its_schedule_with_a_paused_clock() {
     assert_eq!(daily.runs.load(Ordering::SeqCst), 0);
     assert_eq!(runs(&metrics, "nudge_expiry", "success"), 10);
     assert_eq!(runs(&metrics, "usage_rollup", "success"), 2);
+    assert_eq!(
+        metrics
+            .background_tasks_total
+            .with_label_values(&["cron_nudge_expiry"])
+            .get(),
+        10,
+        "every executed run is counted as background work"
+    );
     let last = metrics
         .cron_last_success
         .with_label_values(&["usage_rollup"])

@@ -135,8 +135,20 @@ async fn nudges_insert_idempotently(store: &Store) {
         .await
         .unwrap();
     let first = nudge("nudge-1", &id, "ic-1", at(0));
-    assert_eq!(store.insert_nudges(&[first.clone()]).await.unwrap(), 1);
-    assert_eq!(store.insert_nudges(&[first.clone()]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .insert_nudges(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .insert_nudges(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        0
+    );
     // Another id for the same checkpoint, and the same id in one batch twice: skipped.
     let twin = nudge("nudge-1b", &id, "ic-1", at(1));
     let second = nudge("nudge-2", &id, "ic-2", at(2));
@@ -204,7 +216,10 @@ async fn drift_alerts_skip_duplicate_ids_and_keys(store: &Store) {
     let id = agent(store, "1123456789abcdef").await;
     let alert = drift("ida-1", &id, "k1");
     assert_eq!(
-        store.insert_drift_alerts(&[alert.clone()]).await.unwrap(),
+        store
+            .insert_drift_alerts(std::slice::from_ref(&alert))
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(store.insert_drift_alerts(&[alert]).await.unwrap(), 0);
@@ -259,7 +274,10 @@ async fn containment_happens_once_and_only_from_active(store: &Store) {
     let id = agent(store, "2123456789abcdef").await;
     let record = containment("ctl-1", &id, 10);
     assert_eq!(
-        store.apply_containments(&[record.clone()]).await.unwrap(),
+        store
+            .apply_containments(std::slice::from_ref(&record))
+            .await
+            .unwrap(),
         1
     );
     let agent = store.agent(&id).await.unwrap().unwrap();
@@ -431,7 +449,7 @@ async fn webhook_deliveries_upsert_without_going_backwards(store: &Store) {
     let failed = delivery("del-1", false, 1, Some(500), 0);
     assert_eq!(
         store
-            .upsert_webhook_deliveries(&[failed.clone()])
+            .upsert_webhook_deliveries(std::slice::from_ref(&failed))
             .await
             .unwrap(),
         1
@@ -450,7 +468,7 @@ async fn webhook_deliveries_upsert_without_going_backwards(store: &Store) {
     let succeeded = delivery("del-2", true, 3, Some(200), 50);
     assert_eq!(
         store
-            .upsert_webhook_deliveries(&[succeeded.clone()])
+            .upsert_webhook_deliveries(std::slice::from_ref(&succeeded))
             .await
             .unwrap(),
         1

@@ -149,8 +149,8 @@ impl RecordKind {
     /// Every kind, in write order: checkpoints before the records that refer to them.
     pub const ALL: [RecordKind; 7] = [
         RecordKind::UsageEvent,
-        RecordKind::Nudge,
         RecordKind::Checkpoint,
+        RecordKind::Nudge,
         RecordKind::DriftAlert,
         RecordKind::Containment,
         RecordKind::WebhookDelivery,
