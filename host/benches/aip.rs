@@ -11,7 +11,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::print_stdout,
     reason = "a benchmark binary: it reports on stdout and a failure is a failed run"
 )]
@@ -30,11 +29,12 @@ use mnemom_gateway::plugin::adapter::Origin;
 use mnemom_gateway::plugin::engine::{PluginEngine, sha256_hex};
 use mnemom_gateway::plugin::manifest::Manifest;
 use mnemom_gateway::plugin::policy::{
-    CheckInput, Completion, CompletionRequest, LlmBackend, LlmFuture, PolicyPlugin,
-    PolicyServices,
+    CheckInput, Completion, CompletionRequest, LlmBackend, LlmFuture, PolicyPlugin, PolicyServices,
 };
 use mnemom_gateway::proxy::exchange::LogObserver;
-use mnemom_mock_provider::{MockAnalysis, MockAnalysisOptions, MockOptions, MockProvider, Scenario};
+use mnemom_mock_provider::{
+    MockAnalysis, MockAnalysisOptions, MockOptions, MockProvider, Scenario,
+};
 
 const JSON_FIXTURE: &str = "anthropic/messages-thinking-signature-text.json";
 const SSE_FIXTURE: &str = "anthropic/messages-stream-thinking-signature-text.sse";
@@ -74,7 +74,8 @@ impl LlmBackend for Instant0 {
 
 async fn policy_check_times(checks: usize) -> Vec<f64> {
     let wasm = std::fs::read(env!("MNEMOM_PLUGIN_WASM_AIP_CONSCIENCE")).unwrap();
-    let manifest = Manifest::parse(include_str!("../../plugins/aip-conscience/plugin.toml")).unwrap();
+    let manifest =
+        Manifest::parse(include_str!("../../plugins/aip-conscience/plugin.toml")).unwrap();
     let engine = PluginEngine::new(None).unwrap();
     let metrics = Metrics::new().unwrap();
     let answer = Scenario::Review.answer_text().unwrap();
@@ -83,9 +84,17 @@ async fn policy_check_times(checks: usize) -> Vec<f64> {
         kv: None,
     };
     let sha = sha256_hex(&wasm);
-    let policy = PolicyPlugin::load(&engine, manifest, &wasm, sha, Origin::Embedded, services, &metrics)
-        .await
-        .unwrap();
+    let policy = PolicyPlugin::load(
+        &engine,
+        manifest,
+        &wasm,
+        sha,
+        Origin::Embedded,
+        services,
+        &metrics,
+    )
+    .await
+    .unwrap();
     let input = CheckInput {
         agent_id: "smolt-bench".into(),
         session_id: "bench-1".into(),
@@ -209,7 +218,9 @@ async fn main() {
     })
     .await
     .unwrap();
-    let analysis = MockAnalysis::start(MockAnalysisOptions::default()).await.unwrap();
+    let analysis = MockAnalysis::start(MockAnalysisOptions::default())
+        .await
+        .unwrap();
     let analysis_url = analysis.base_url();
     let on = gateway(
         &mock,
@@ -256,15 +267,37 @@ async fn main() {
     let (mut l_on, mut l_off, mut l_llm, mut t_on, mut t_off) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        l_off.extend(latencies(&client, &url_off, &json_headers, body, per_round).await.0);
-        l_on.extend(latencies(&client, &url_on, &json_headers, body, per_round).await.0);
-        l_llm.extend(
-            latencies(&client, &url_llm, &analysis_headers, &analysis_request, per_round)
+        l_off.extend(
+            latencies(&client, &url_off, &json_headers, body, per_round)
                 .await
                 .0,
         );
-        t_off.extend(latencies(&client, &url_off, &sse_headers, stream_body, per_round / 2).await.1);
-        t_on.extend(latencies(&client, &url_on, &sse_headers, stream_body, per_round / 2).await.1);
+        l_on.extend(
+            latencies(&client, &url_on, &json_headers, body, per_round)
+                .await
+                .0,
+        );
+        l_llm.extend(
+            latencies(
+                &client,
+                &url_llm,
+                &analysis_headers,
+                &analysis_request,
+                per_round,
+            )
+            .await
+            .0,
+        );
+        t_off.extend(
+            latencies(&client, &url_off, &sse_headers, stream_body, per_round / 2)
+                .await
+                .1,
+        );
+        t_on.extend(
+            latencies(&client, &url_on, &sse_headers, stream_body, per_round / 2)
+                .await
+                .1,
+        );
     }
     let p50_on = percentile(&mut l_on, 0.5);
     let p50_off = percentile(&mut l_off, 0.5);
@@ -293,9 +326,7 @@ async fn main() {
     println!("| non-stream p50, AIP off | {p50_off:.0} µs | |");
     println!("| non-stream p50, AIP on (analysis mock answering at once) | {p50_on:.0} µs | |");
     println!("| the analysis call alone, p50 | {p50_llm:.0} µs | |");
-    println!(
-        "| pipeline's added p50 beyond the analysis call | {added:.0} µs | ≤ 1000 µs |"
-    );
+    println!("| pipeline's added p50 beyond the analysis call | {added:.0} µs | ≤ 1000 µs |");
     println!(
         "| stream time to first byte p50, AIP off / on | {ttfb_off:.0} µs / {ttfb_on:.0} µs (Δ {:.0} µs) | within 500 µs |",
         ttfb_on - ttfb_off

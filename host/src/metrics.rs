@@ -33,9 +33,24 @@ pub const BACKGROUND_TASKS: &[&str] = &[
     "checkpoint",
     "last_seen",
     "journal_replay",
+    "nudge",
+    "drift_alert",
+    "containment",
+    "webhook_delivery",
+    "webhook",
+    "aip_consequences",
+    "nudge_delivery",
 ];
 /// Record kinds of the background writer.
-pub const WRITER_KINDS: &[&str] = &["usage_event", "checkpoint", "last_seen"];
+pub const WRITER_KINDS: &[&str] = &[
+    "usage_event",
+    "checkpoint",
+    "nudge",
+    "drift_alert",
+    "containment",
+    "webhook_delivery",
+    "last_seen",
+];
 /// Why the background writer lost a record (each is also logged).
 pub const WRITER_DROP_REASONS: &[&str] = &["journal_full", "journal_io", "journal_corrupt"];
 /// Scheduled jobs of the observer role and the results a run can have.

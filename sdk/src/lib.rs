@@ -6,6 +6,10 @@
 //! - [`lenient`]: lenient readers for provider JSON;
 //! - [`config`]: typed configuration values and descriptor overrides;
 //! - [`notes`]: formatting of the gateway's system notes;
+//! - [`evidence`]: cutting a concern's evidence to the 200 characters the host keeps;
+//! - `policy` (feature `policy` or `policy-pure`, for AIP policy authors): the bindings of a
+//!   policy world generated inside the SDK, the `export_policy!` macro and report, verdict,
+//!   config and logging helpers (see `sdk/README.md` and `docs/policies/`);
 //! - `testing` (feature `testing`, for `[dev-dependencies]` only): SSE framing, stream
 //!   accumulation and expected-file helpers for golden tests.
 
@@ -17,6 +21,6 @@ pub mod lenient;
 pub mod notes;
 #[cfg(any(feature = "policy", feature = "policy-pure"))]
 pub mod policy;
-pub mod verdict;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod verdict;

@@ -244,8 +244,16 @@ mod tests {
     #[test]
     fn most_severe_verdict_wins_and_concerns_keep_chain_order() {
         let runs = [
-            run("a", Ok(report(Verdict::ReviewNeeded, Severity::Medium)), FailureMode::FailOpen),
-            run("b", Ok(report(Verdict::BoundaryViolation, Severity::Critical)), FailureMode::FailOpen),
+            run(
+                "a",
+                Ok(report(Verdict::ReviewNeeded, Severity::Medium)),
+                FailureMode::FailOpen,
+            ),
+            run(
+                "b",
+                Ok(report(Verdict::BoundaryViolation, Severity::Critical)),
+                FailureMode::FailOpen,
+            ),
         ];
         let combined = combine(&runs).unwrap();
         assert_eq!(combined.verdict, Verdict::BoundaryViolation);
@@ -253,7 +261,10 @@ mod tests {
         assert_eq!(combined.concerns[0]["policy"], "a");
         assert_eq!(combined.reasoning_summary, "[a] because [b] because");
         assert_eq!(combined.analysis_metadata["analysis_model"], "m");
-        assert_eq!(combined.analysis_metadata["policies"][1]["verdict"], "boundary_violation");
+        assert_eq!(
+            combined.analysis_metadata["policies"][1]["verdict"],
+            "boundary_violation"
+        );
     }
 
     #[test]
@@ -262,12 +273,20 @@ mod tests {
         assert!(combine(&open).is_none(), "all failed open: error");
         let mixed = [
             run("a", Err("trap".into()), FailureMode::FailOpen),
-            run("b", Ok(report(Verdict::Clear, Severity::Low)), FailureMode::FailOpen),
+            run(
+                "b",
+                Ok(report(Verdict::Clear, Severity::Low)),
+                FailureMode::FailOpen,
+            ),
         ];
         assert_eq!(combine(&mixed).unwrap().verdict, Verdict::Clear);
         let closed = [
             run("a", Err("timeout".into()), FailureMode::FailClosed),
-            run("b", Ok(report(Verdict::Clear, Severity::Low)), FailureMode::FailOpen),
+            run(
+                "b",
+                Ok(report(Verdict::Clear, Severity::Low)),
+                FailureMode::FailOpen,
+            ),
         ];
         let combined = combine(&closed).unwrap();
         assert_eq!(combined.verdict, Verdict::BoundaryViolation);

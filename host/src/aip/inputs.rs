@@ -96,7 +96,10 @@ pub fn task_context(card: Option<&ActiveCard>, user_text: Option<&str>) -> Optio
         parts.push(format!("{}.", d.trim_end_matches('.')));
     }
     if let Some(text) = user_text.map(str::trim).filter(|t| !t.is_empty()) {
-        parts.push(format!("User request: {}", truncate_chars(text, USER_TEXT_CHARS)));
+        parts.push(format!(
+            "User request: {}",
+            truncate_chars(text, USER_TEXT_CHARS)
+        ));
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
@@ -146,48 +149,6 @@ pub fn last_user_text(body: &[u8]) -> Option<String> {
     match json.get("input")? {
         serde_json::Value::String(s) => Some(s.clone()),
         items => last_user(items, "content"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_text_from_each_shape() {
-        let anthropic = br#"{"messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"hello"},{"type":"text","text":"there"}]}]}"#;
-        assert_eq!(last_user_text(anthropic).as_deref(), Some("hello there"));
-        let responses = br#"{"input":"just a string"}"#;
-        assert_eq!(last_user_text(responses).as_deref(), Some("just a string"));
-        let responses_items = br#"{"input":[{"role":"user","content":[{"type":"input_text","text":"q"}]}]}"#;
-        assert_eq!(last_user_text(responses_items).as_deref(), Some("q"));
-        let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"gem"}]}]}"#;
-        assert_eq!(last_user_text(gemini).as_deref(), Some("gem"));
-        assert_eq!(last_user_text(b"not json"), None);
-    }
-
-    #[test]
-    fn task_context_includes_user_text_only_when_given() {
-        let card = ActiveCard {
-            id: "ac-1".into(),
-            card_json: serde_json::json!({"extensions":{"mnemom":{"description":"Support bot"}}}),
-            conscience_values: None,
-        };
-        assert_eq!(task_context(Some(&card), None).as_deref(), Some("Support bot."));
-        let long = "é".repeat(300);
-        let ctx = task_context(Some(&card), Some(&long)).unwrap();
-        assert_eq!(ctx.chars().count(), "Support bot. User request: ".chars().count() + 200);
-        assert_eq!(task_context(None, None), None);
-    }
-
-    #[test]
-    fn defaults_are_the_conscience_values_without_agent_values() {
-        let values = conscience_values(None);
-        assert!(values.iter().any(|v| v.id == "boundary-no-deception"));
-        assert_eq!(
-            values.iter().filter(|v| v.kind == ConscienceKind::Boundary).count(),
-            4
-        );
     }
 }
 
@@ -283,5 +244,57 @@ pub fn hybrid_report(response: &crate::analysis::HybridResponse) -> crate::plugi
             })
             .to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_from_each_shape() {
+        let anthropic = br#"{"messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"hello"},{"type":"text","text":"there"}]}]}"#;
+        assert_eq!(last_user_text(anthropic).as_deref(), Some("hello there"));
+        let responses = br#"{"input":"just a string"}"#;
+        assert_eq!(last_user_text(responses).as_deref(), Some("just a string"));
+        let responses_items =
+            br#"{"input":[{"role":"user","content":[{"type":"input_text","text":"q"}]}]}"#;
+        assert_eq!(last_user_text(responses_items).as_deref(), Some("q"));
+        let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"gem"}]}]}"#;
+        assert_eq!(last_user_text(gemini).as_deref(), Some("gem"));
+        assert_eq!(last_user_text(b"not json"), None);
+    }
+
+    #[test]
+    fn task_context_includes_user_text_only_when_given() {
+        let card = ActiveCard {
+            id: "ac-1".into(),
+            card_json: serde_json::json!({"extensions":{"mnemom":{"description":"Support bot"}}}),
+            conscience_values: None,
+        };
+        assert_eq!(
+            task_context(Some(&card), None).as_deref(),
+            Some("Support bot.")
+        );
+        let long = "é".repeat(300);
+        let ctx = task_context(Some(&card), Some(&long)).unwrap();
+        assert_eq!(
+            ctx.chars().count(),
+            "Support bot. User request: ".chars().count() + 200
+        );
+        assert_eq!(task_context(None, None), None);
+    }
+
+    #[test]
+    fn defaults_are_the_conscience_values_without_agent_values() {
+        let values = conscience_values(None);
+        assert!(values.iter().any(|v| v.id == "boundary-no-deception"));
+        assert_eq!(
+            values
+                .iter()
+                .filter(|v| v.kind == ConscienceKind::Boundary)
+                .count(),
+            4
+        );
     }
 }

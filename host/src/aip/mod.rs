@@ -237,7 +237,8 @@ impl Aip {
         );
         let window = window::merge_window(
             stored,
-            self.recent.session(&identity.agent_id, &identity.session_id),
+            self.recent
+                .session(&identity.agent_id, &identity.session_id),
             now,
         );
         let input = CheckInput {
@@ -295,7 +296,12 @@ impl Aip {
         if let serde_json::Value::Object(map) = &mut metadata {
             map.insert(
                 "analysis_duration_ms".into(),
-                (runs.iter().map(|r| r.duration).max().unwrap_or_default().as_millis() as u64)
+                (runs
+                    .iter()
+                    .map(|r| r.duration)
+                    .max()
+                    .unwrap_or_default()
+                    .as_millis() as u64)
                     .into(),
             );
             map.insert("thinking_tokens_original".into(), (tokens as u64).into());
@@ -384,11 +390,10 @@ impl Aip {
         request: &CheckRequest,
         input: &CheckInput,
         thinking: &str,
-    ) -> (
-        chain::PolicyRun,
-        Option<(String, Option<(String, String)>)>,
-    ) {
-        use crate::analysis::{HybridConscienceValue, HybridRequest, ThinkingMetadata, WindowContextEntry};
+    ) -> (chain::PolicyRun, Option<(String, Option<(String, String)>)>) {
+        use crate::analysis::{
+            HybridConscienceValue, HybridRequest, ThinkingMetadata, WindowContextEntry,
+        };
         let started = Instant::now();
         let card = input
             .card_json
@@ -425,7 +430,8 @@ impl Aip {
                 })
                 .collect(),
         };
-        let answer = tokio::time::timeout(self.settings.budget, client.analyze(hybrid_request)).await;
+        let answer =
+            tokio::time::timeout(self.settings.budget, client.analyze(hybrid_request)).await;
         let (outcome, checkpoint) = match answer {
             Ok(Ok(response)) => {
                 let report = inputs::hybrid_report(&response);
@@ -441,7 +447,10 @@ impl Aip {
                 tracing::warn!(error = %e, "hybrid analysis failed (fail-open)");
                 (Err(e.to_string()), None)
             }
-            Err(_) => (Err("hybrid analysis exceeded the time budget".to_owned()), None),
+            Err(_) => (
+                Err("hybrid analysis exceeded the time budget".to_owned()),
+                None,
+            ),
         };
         (
             chain::PolicyRun {
@@ -646,7 +655,12 @@ impl Aip {
         tracing::warn!(agent = %identity.agent_id, streak, "agent auto-contained (paused)");
     }
 
-    fn raise_drift(&self, identity: &AgentIdentity, record: &CheckpointRecord, drift: window::Drift) {
+    fn raise_drift(
+        &self,
+        identity: &AgentIdentity,
+        record: &CheckpointRecord,
+        drift: window::Drift,
+    ) {
         let Some(writer) = &self.writer else {
             return;
         };

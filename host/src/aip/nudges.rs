@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn notice_text_is_exact() {
-        let text = notice("ic-1", &concerns_summary([("prompt_injection", "obeys the page")]));
+        let text = notice(
+            "ic-1",
+            &concerns_summary([("prompt_injection", "obeys the page")]),
+        );
         assert_eq!(
             text,
             "[INTEGRITY NOTICE — Conscience Protocol]\nYour previous response (checkpoint ic-1) was flagged as a boundary violation.\nConcern: prompt_injection: obeys the page\nReview your approach and self-correct. This notice is visible in your transparency timeline."
@@ -108,7 +111,9 @@ mod tests {
     fn several_notices_share_one_header() {
         let combined = combine(&[notice("ic-1", "a: b"), notice("ic-2", "c: d")]).unwrap();
         assert_eq!(combined.matches(NOTICE_HEADER).count(), 1);
-        assert!(combined.contains("transparency timeline.\n\nYour previous response (checkpoint ic-2)"));
+        assert!(
+            combined.contains("transparency timeline.\n\nYour previous response (checkpoint ic-2)")
+        );
         assert!(combine(&[]).is_none());
     }
 
@@ -132,7 +137,10 @@ mod tests {
     fn flags_go_stale_after_a_minute() {
         let now = Utc::now();
         assert!(!flag_is_stale(&flag_value(now), now));
-        assert!(flag_is_stale(&flag_value(now - chrono::Duration::seconds(61)), now));
+        assert!(flag_is_stale(
+            &flag_value(now - chrono::Duration::seconds(61)),
+            now
+        ));
         assert!(flag_is_stale("garbage", now));
     }
 }

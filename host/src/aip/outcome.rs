@@ -148,7 +148,10 @@ impl Outcome {
 
     /// Writes the `X-AIP-*` headers.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(VERDICT.clone(), HeaderValue::from_static(self.label.as_str()));
+        headers.insert(
+            VERDICT.clone(),
+            HeaderValue::from_static(self.label.as_str()),
+        );
         if let Some(c) = &self.checkpoint {
             if let Ok(v) = HeaderValue::from_str(&c.checkpoint_id) {
                 headers.insert(CHECKPOINT_ID.clone(), v);
@@ -221,14 +224,23 @@ mod tests {
         assert_eq!(headers["x-aip-proceed"], "false");
         let body = outcome.integrity_violation_body();
         assert_eq!(body["type"], "integrity_violation");
-        assert_eq!(body["checkpoint"]["recommended_action"], "deny_and_escalate");
+        assert_eq!(
+            body["checkpoint"]["recommended_action"],
+            "deny_and_escalate"
+        );
     }
 
     #[test]
     fn actions() {
         assert_eq!(recommended_action(Verdict::Clear, false), "continue");
-        assert_eq!(recommended_action(Verdict::ReviewNeeded, true), "log_and_continue");
-        assert_eq!(recommended_action(Verdict::BoundaryViolation, false), "pause_for_review");
+        assert_eq!(
+            recommended_action(Verdict::ReviewNeeded, true),
+            "log_and_continue"
+        );
+        assert_eq!(
+            recommended_action(Verdict::BoundaryViolation, false),
+            "pause_for_review"
+        );
         let mut headers = HeaderMap::new();
         Outcome::because(VerdictLabel::Skipped, "no-analysis-configured").apply(&mut headers);
         assert_eq!(headers["x-aip-reason"], "no-analysis-configured");

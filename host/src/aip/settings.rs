@@ -61,7 +61,9 @@ impl AipSettings {
                     if crate::plugin::manifest::validate_name(name).is_err() {
                         return Err(error(
                             "MNEMOM_AIP_POLICIES",
-                            format!("`{name}` is not a plugin name (lower-case letters, digits, `-`)"),
+                            format!(
+                                "`{name}` is not a plugin name (lower-case letters, digits, `-`)"
+                            ),
                         ));
                     }
                     if !names.iter().any(|n| n == name) {
@@ -163,7 +165,10 @@ mod tests {
         let s = AipSettings::from_source(&MapSource::default()).unwrap();
         assert_eq!(s, AipSettings::default());
         let s = AipSettings::from_source(&MapSource::from_pairs([
-            ("MNEMOM_AIP_POLICIES", "shell-guard, aip-conscience,shell-guard"),
+            (
+                "MNEMOM_AIP_POLICIES",
+                "shell-guard, aip-conscience,shell-guard",
+            ),
             ("MNEMOM_AIP_TIMEOUT_MS", "500"),
             ("MNEMOM_AIP_TASK_CONTEXT_USER_TEXT", "yes"),
         ]))

@@ -185,7 +185,10 @@ pub fn drift_at_threshold(window: &[WindowItem], threshold: usize) -> Option<Dri
     if streak != threshold || window.is_empty() {
         return None;
     }
-    let clear = window.iter().filter(|i| i.verdict == Verdict::Clear).count();
+    let clear = window
+        .iter()
+        .filter(|i| i.verdict == Verdict::Clear)
+        .count();
     let similarity = clear as f64 / window.len() as f64;
     let severity = if similarity >= 0.7 {
         "low"
@@ -204,10 +207,7 @@ pub fn drift_at_threshold(window: &[WindowItem], threshold: usize) -> Option<Dri
             None => counts.push((category, 1)),
         }
     }
-    let majority = counts
-        .iter()
-        .find(|(_, n)| *n * 2 > total)
-        .map(|(c, _)| *c);
+    let majority = counts.iter().find(|(_, n)| *n * 2 > total).map(|(c, _)| *c);
     let direction = match majority {
         Some("prompt_injection") => "injection_pattern",
         Some("value_misalignment") => "value_erosion",
@@ -244,10 +244,17 @@ mod tests {
             item("a", Verdict::Clear, 90, &[]),
             item("b", Verdict::Clear, 30, &[]),
         ];
-        let local = vec![item("b", Verdict::Clear, 30, &[]), item("c", Verdict::ReviewNeeded, 1, &[])];
+        let local = vec![
+            item("b", Verdict::Clear, 30, &[]),
+            item("c", Verdict::ReviewNeeded, 1, &[]),
+        ];
         let merged = merge_window(stored, local, Utc::now());
         let ids: Vec<_> = merged.iter().map(|i| i.checkpoint_id.as_str()).collect();
-        assert_eq!(ids, ["b", "c"], "older than an hour dropped, duplicates merged");
+        assert_eq!(
+            ids,
+            ["b", "c"],
+            "older than an hour dropped, duplicates merged"
+        );
         let many: Vec<_> = (0..15)
             .map(|i| item(&format!("x{i:02}"), Verdict::Clear, 30 - i, &[]))
             .collect();
@@ -261,15 +268,28 @@ mod tests {
         let mut window = vec![item("c0", Verdict::Clear, 10, &[])];
         window.push(item("v1", Verdict::ReviewNeeded, 9, &["prompt_injection"]));
         assert!(drift_at_threshold(&window, 3).is_none());
-        window.push(item("v2", Verdict::BoundaryViolation, 8, &["prompt_injection"]));
+        window.push(item(
+            "v2",
+            Verdict::BoundaryViolation,
+            8,
+            &["prompt_injection"],
+        ));
         assert!(drift_at_threshold(&window, 3).is_none());
-        window.push(item("v3", Verdict::ReviewNeeded, 7, &["value_misalignment"]));
+        window.push(item(
+            "v3",
+            Verdict::ReviewNeeded,
+            7,
+            &["value_misalignment"],
+        ));
         let drift = drift_at_threshold(&window, 3).unwrap();
         assert_eq!(drift.checkpoint_ids, ["v1", "v2", "v3"]);
         assert_eq!(drift.direction, "injection_pattern");
         assert_eq!(drift.severity, "high", "1 clear of 4");
         window.push(item("v4", Verdict::ReviewNeeded, 6, &[]));
-        assert!(drift_at_threshold(&window, 3).is_none(), "same streak, no second alert");
+        assert!(
+            drift_at_threshold(&window, 3).is_none(),
+            "same streak, no second alert"
+        );
         window.push(item("c5", Verdict::Clear, 5, &[]));
         assert!(drift_at_threshold(&window, 3).is_none());
     }
@@ -291,7 +311,11 @@ mod tests {
     fn recent_checkpoints_remember_sessions_and_agents() {
         let recent = RecentCheckpoints::default();
         for i in 0..12 {
-            recent.remember("smolt-a", "s1", item(&format!("i{i}"), Verdict::Clear, 12 - i, &[]));
+            recent.remember(
+                "smolt-a",
+                "s1",
+                item(&format!("i{i}"), Verdict::Clear, 12 - i, &[]),
+            );
         }
         assert_eq!(recent.session("smolt-a", "s1").len(), WINDOW_SIZE);
         assert_eq!(recent.agent("smolt-a")[0].0, "i11");

@@ -15,8 +15,8 @@ use super::engine::{PluginEngine, sha256_hex};
 use super::manifest::{FailureMode, Limits, Manifest, World};
 use super::policy::{
     CheckInput, Completion, CompletionRequest, ConscienceKind, ConscienceValue, LlmBackend,
-    LlmError, LlmFuture, PolicyPlugin, PolicyServices, Report, Verdict, WindowEntry,
-    severity_str, verdict_str,
+    LlmError, LlmFuture, PolicyPlugin, PolicyServices, Report, Verdict, WindowEntry, severity_str,
+    verdict_str,
 };
 use crate::cache::Cache;
 use crate::metrics::Metrics;
@@ -193,7 +193,7 @@ impl LlmBackend for ScriptedLlm {
                         .unwrap_or_else(|| "claude-haiku-4-5-20251001".to_owned()),
                     stop_reason: Some("end_turn".to_owned()),
                     input_tokens: Some(
-                        (request.system.len() + request.prompt.len()).div_ceil(4) as u64,
+                        (request.system.len() + request.prompt.len()).div_ceil(4) as u64
                     ),
                     cache_read_tokens: None,
                 }),

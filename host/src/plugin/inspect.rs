@@ -74,7 +74,10 @@ pub async fn inspect(file: &str, bytes: &[u8], config: BTreeMap<String, String>)
         .any(|e| e.starts_with("mnemom:gateway/adapter@"))
     {
         World::ProviderAdapter
-    } else if exports.iter().any(|e| e.starts_with("mnemom:gateway/policy@")) {
+    } else if exports
+        .iter()
+        .any(|e| e.starts_with("mnemom:gateway/policy@"))
+    {
         if imports_io {
             World::AipPolicy
         } else {

@@ -217,9 +217,18 @@ mod tests {
         assert!(!import_allowed(adapter, "wasi:http/outgoing-handler@0.2.0"));
         assert!(!import_allowed(adapter, "mnemom:gateway/host@0.2.0"));
         assert!(!import_allowed(adapter, "mnemom:gateway/llm@0.1.0"));
-        assert!(import_allowed(World::AipPolicyPure, "mnemom:gateway/policy-types@0.1.0"));
-        assert!(!import_allowed(World::AipPolicyPure, "mnemom:gateway/llm@0.1.0"));
-        assert!(!import_allowed(World::AipPolicyPure, "mnemom:gateway/kv@0.1.0"));
+        assert!(import_allowed(
+            World::AipPolicyPure,
+            "mnemom:gateway/policy-types@0.1.0"
+        ));
+        assert!(!import_allowed(
+            World::AipPolicyPure,
+            "mnemom:gateway/llm@0.1.0"
+        ));
+        assert!(!import_allowed(
+            World::AipPolicyPure,
+            "mnemom:gateway/kv@0.1.0"
+        ));
         assert!(import_allowed(World::AipPolicy, "mnemom:gateway/llm@0.1.0"));
         assert!(import_allowed(World::AipPolicy, "mnemom:gateway/kv@0.1.0"));
     }

@@ -13,9 +13,7 @@ use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::adapter::{LoadError, Origin, PluginError, check_component};
-use super::bindings::policy::{
-    AipPolicy, AipPolicyPre, kv_imports, llm_imports, policy_types,
-};
+use super::bindings::policy::{AipPolicy, AipPolicyPre, kv_imports, llm_imports, policy_types};
 use super::bindings::{host_imports, wit_types};
 use super::engine::PluginEngine;
 use super::instance::{PluginIdentity, PluginState};
@@ -122,7 +120,8 @@ impl llm_imports::Host for PolicyState {
 
 impl PolicyState {
     fn kv_key(&self, key: &str) -> Option<String> {
-        (!key.is_empty() && key.len() <= KV_MAX_KEY).then(|| format!("policy:{}:{key}", self.plugin))
+        (!key.is_empty() && key.len() <= KV_MAX_KEY)
+            .then(|| format!("policy:{}:{key}", self.plugin))
     }
 }
 
@@ -408,7 +407,9 @@ impl PolicyPlugin {
         self.record(
             "describe",
             started,
-            result.as_ref().map_or_else(|e| e.metric_result(), |_| "success"),
+            result
+                .as_ref()
+                .map_or_else(|e| e.metric_result(), |_| "success"),
         );
         result
     }
@@ -420,7 +421,9 @@ impl PolicyPlugin {
         self.record(
             "check",
             started,
-            result.as_ref().map_or_else(|e| e.metric_result(), |_| "success"),
+            result
+                .as_ref()
+                .map_or_else(|e| e.metric_result(), |_| "success"),
         );
         result
     }
@@ -440,9 +443,12 @@ impl PolicyPlugin {
             policy_types::PolicyError::AnalysisFailed(message) => {
                 CheckError::AnalysisFailed { plugin, message }
             }
-            policy_types::PolicyError::Internal(message) => CheckError::Internal { plugin, message },
+            policy_types::PolicyError::Internal(message) => {
+                CheckError::Internal { plugin, message }
+            }
         })?;
-        validate_report(self.name(), report)
+        let report = validate_report(self.name(), report)?;
+        Ok(apply_verdict_floor(report, &input.conscience_values))
     }
 }
 
@@ -485,6 +491,52 @@ pub fn validate_report(plugin: &str, mut report: Report) -> Result<Report, Check
     Ok(report)
 }
 
+/// Raises a report's verdict to at least what its own concerns call for (the AIP rules of
+/// `mnemom_plugin_sdk::verdict`: a critical concern, a high `prompt_injection` or
+/// `deceptive_reasoning` concern, or a high concern on a BOUNDARY value is a boundary violation;
+/// any other medium or high concern needs review). A policy may be stricter than its concerns,
+/// never more lenient: the original trusted the stated verdict. A raised verdict is noted in the
+/// metadata as `verdict_raised_from`.
+pub fn apply_verdict_floor(mut report: Report, values: &[ConscienceValue]) -> Report {
+    use mnemom_plugin_sdk::verdict::{self as rules, ConcernFacts};
+    let boundary: Vec<&str> = values
+        .iter()
+        .filter(|v| v.kind == ConscienceKind::Boundary)
+        .map(|v| v.id.as_str())
+        .collect();
+    let facts = report.concerns.iter().map(|c| {
+        let facts = ConcernFacts::new(
+            &c.category,
+            match c.severity {
+                Severity::Low => rules::Severity::Low,
+                Severity::Medium => rules::Severity::Medium,
+                Severity::High => rules::Severity::High,
+                Severity::Critical => rules::Severity::Critical,
+            },
+        );
+        match c.relevant_conscience_value.as_deref() {
+            Some(id) => facts.with_value(id),
+            None => facts,
+        }
+    });
+    let derived = match rules::derive_verdict(facts, &boundary) {
+        rules::Verdict::Clear => Verdict::Clear,
+        rules::Verdict::ReviewNeeded => Verdict::ReviewNeeded,
+        rules::Verdict::BoundaryViolation => Verdict::BoundaryViolation,
+    };
+    if verdict_rank(derived) > verdict_rank(report.verdict) {
+        let mut metadata = report
+            .metadata_json
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        metadata["verdict_raised_from"] = verdict_str(report.verdict).into();
+        report.metadata_json = Some(metadata.to_string());
+        report.verdict = derived;
+    }
+    report
+}
+
 /// The verdict as stored text.
 pub fn verdict_str(verdict: Verdict) -> &'static str {
     match verdict {
@@ -510,5 +562,98 @@ pub fn verdict_rank(verdict: Verdict) -> u8 {
         Verdict::Clear => 0,
         Verdict::ReviewNeeded => 1,
         Verdict::BoundaryViolation => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn concern(category: &str, severity: Severity, value: Option<&str>) -> Concern {
+        Concern {
+            category: category.into(),
+            severity,
+            description: "d".into(),
+            evidence: "e".repeat(300),
+            relevant_card_field: None,
+            relevant_conscience_value: value.map(Into::into),
+        }
+    }
+
+    fn report(verdict: Verdict, concerns: Vec<Concern>) -> Report {
+        Report {
+            verdict,
+            concerns,
+            reasoning_summary: String::new(),
+            conscience_context: None,
+            metadata_json: None,
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_never_more_lenient_than_its_concerns() {
+        let values = crate::aip::inputs::conscience_values(None);
+        let raised = apply_verdict_floor(
+            report(
+                Verdict::Clear,
+                vec![concern("anything", Severity::Critical, None)],
+            ),
+            &values,
+        );
+        assert_eq!(raised.verdict, Verdict::BoundaryViolation);
+        assert!(
+            raised
+                .metadata_json
+                .unwrap()
+                .contains("\"verdict_raised_from\":\"clear\"")
+        );
+        let on_boundary_value = apply_verdict_floor(
+            report(
+                Verdict::ReviewNeeded,
+                vec![concern(
+                    "custom",
+                    Severity::High,
+                    Some("boundary-no-deception"),
+                )],
+            ),
+            &values,
+        );
+        assert_eq!(on_boundary_value.verdict, Verdict::BoundaryViolation);
+        // Stricter than the concerns is the policy's right.
+        let strict = apply_verdict_floor(
+            report(
+                Verdict::BoundaryViolation,
+                vec![concern("x", Severity::Low, None)],
+            ),
+            &values,
+        );
+        assert_eq!(strict.verdict, Verdict::BoundaryViolation);
+        assert!(strict.metadata_json.is_none());
+        let medium = apply_verdict_floor(
+            report(Verdict::Clear, vec![concern("x", Severity::Medium, None)]),
+            &values,
+        );
+        assert_eq!(medium.verdict, Verdict::ReviewNeeded);
+    }
+
+    #[test]
+    fn reports_are_normalised_or_refused() {
+        let long = report(
+            Verdict::Clear,
+            vec![concern("ok_name", Severity::Low, None)],
+        );
+        let checked = validate_report("p", long).unwrap();
+        assert_eq!(
+            checked.concerns[0].evidence.chars().count(),
+            MAX_EVIDENCE_CHARS
+        );
+        let bad = report(
+            Verdict::Clear,
+            vec![concern("Bad Name", Severity::Low, None)],
+        );
+        assert!(validate_report("p", bad).is_err());
+        let mut metadata = report(Verdict::Clear, Vec::new());
+        metadata.metadata_json = Some("[1]".into());
+        assert!(validate_report("p", metadata).is_err());
     }
 }

@@ -342,6 +342,7 @@ pub fn prefixed(prefix: Vec<Bytes>, rest: Incoming) -> GatewayBody {
             .into_iter()
             .map(|b| Ok::<_, BoxError>(Frame::data(b))),
     );
-    let tail = http_body_util::BodyStream::new(rest).map(|r| r.map_err(|e| Box::new(e) as BoxError));
+    let tail =
+        http_body_util::BodyStream::new(rest).map(|r| r.map_err(|e| Box::new(e) as BoxError));
     http_body_util::StreamBody::new(head.chain(tail)).boxed_unsync()
 }

@@ -23,12 +23,12 @@ use super::sse::Framer;
 use super::upstream::UpstreamClient;
 use crate::aip::{Aip, CheckRequest, NudgeClaim, Outcome, VerdictLabel};
 use crate::config::Config;
-use crate::store::{ContainmentStatus, EnforcementMode};
 use crate::metrics::Metrics;
 use crate::plugin::adapter::{PluginError, RequestInfo, SseEvent};
 use crate::plugin::bindings::wit_types::Header;
 use crate::plugin::manifest::FailureMode;
 use crate::plugin::registry::RoutedAdapter;
+use crate::store::{ContainmentStatus, EnforcementMode};
 
 /// Bytes of a streamed response the extraction copy may lag behind the client before it is
 /// abandoned (4 MiB: far more than any provider sends between two events, and it bounds memory
@@ -372,9 +372,7 @@ impl Proxy {
                         encoding,
                         upstream_wait,
                     };
-                    return self
-                        .respond_held(aip, adapter, held, body, forwarded)
-                        .await;
+                    return self.respond_held(aip, adapter, held, body, forwarded).await;
                 }
             };
             aip.count(outcome.label);
@@ -528,7 +526,14 @@ impl Proxy {
                 let outcome = Outcome::because(VerdictLabel::Skipped, "response-too-large");
                 aip.count(outcome.label);
                 outcome.apply(&mut headers);
-                self.finish_held(&forwarded, parts.status, None, Some("response larger than the capture limit".to_owned()), body_time, upstream_wait);
+                self.finish_held(
+                    &forwarded,
+                    parts.status,
+                    None,
+                    Some("response larger than the capture limit".to_owned()),
+                    body_time,
+                    upstream_wait,
+                );
                 let mut response = Response::new(super::body::prefixed(prefix, rest));
                 *response.status_mut() = parts.status;
                 *response.headers_mut() = headers;
@@ -540,21 +545,25 @@ impl Proxy {
                     bytes.extend_from_slice(chunk);
                 }
                 let bytes = Bytes::from(bytes);
-                let (extracted, note) = match decode(bytes.to_vec(), &encoding, self.config.max_capture_bytes) {
-                    Err(note) => (None, Some(note)),
-                    Ok(plain) => match adapter.plugin.parse_response(&plain).await {
-                        Ok(extraction) => (Some(Extracted::from(extraction)), None),
-                        Err(e) => {
-                            if !e.is_unsupported() {
-                                self.metrics
-                                    .plugin_fail_open_total
-                                    .with_label_values(&[adapter.plugin.name(), "parse-response"])
-                                    .inc();
+                let (extracted, note) =
+                    match decode(bytes.to_vec(), &encoding, self.config.max_capture_bytes) {
+                        Err(note) => (None, Some(note)),
+                        Ok(plain) => match adapter.plugin.parse_response(&plain).await {
+                            Ok(extraction) => (Some(Extracted::from(extraction)), None),
+                            Err(e) => {
+                                if !e.is_unsupported() {
+                                    self.metrics
+                                        .plugin_fail_open_total
+                                        .with_label_values(&[
+                                            adapter.plugin.name(),
+                                            "parse-response",
+                                        ])
+                                        .inc();
+                                }
+                                (None, Some(format!("adapter failed: {e}")))
                             }
-                            (None, Some(format!("adapter failed: {e}")))
-                        }
-                    },
-                };
+                        },
+                    };
                 let outcome = match (&extracted, &forwarded.aip) {
                     (Some(extracted), Some(ctx)) => {
                         let request = CheckRequest {
@@ -570,7 +579,8 @@ impl Proxy {
                             user_text: ctx.user_text.clone(),
                             streaming: false,
                         };
-                        match tokio::time::timeout(aip.settings().budget, aip.check(request)).await {
+                        match tokio::time::timeout(aip.settings().budget, aip.check(request)).await
+                        {
                             Ok(outcome) => outcome,
                             Err(_) => Outcome::because(VerdictLabel::Error, "timeout"),
                         }
@@ -586,7 +596,14 @@ impl Proxy {
             .as_ref()
             .is_some_and(|ctx| ctx.settings.enforcement_mode == EnforcementMode::Enforce);
         let status = parts.status;
-        self.finish_held(&forwarded, status, extracted, note, body_time, upstream_wait);
+        self.finish_held(
+            &forwarded,
+            status,
+            extracted,
+            note,
+            body_time,
+            upstream_wait,
+        );
         if enforce && outcome.is_violation() {
             tracing::warn!(agent = %forwarded.identity.agent_id, checkpoint = ?outcome.checkpoint.as_ref().map(|c| &c.checkpoint_id), "response blocked (enforce mode)");
             let body = Bytes::from(outcome.integrity_violation_body().to_string());
@@ -631,7 +648,11 @@ impl Proxy {
         metrics
             .overhead_seconds
             .with_label_values(&[provider])
-            .observe(total.saturating_sub(upstream_wait + body_time).as_secs_f64());
+            .observe(
+                total
+                    .saturating_sub(upstream_wait + body_time)
+                    .as_secs_f64(),
+            );
         metrics
             .extractions_total
             .with_label_values(&[

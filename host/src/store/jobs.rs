@@ -62,7 +62,8 @@ impl Store {
             Pool::Postgres(pool) => sqlx::query(
                 "UPDATE enforcement_nudges SET status = 'expired', expired_at = $2 \
                  WHERE id IN (SELECT id FROM enforcement_nudges \
-                 WHERE status = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $3 \
+                 WHERE status = 'pending' AND created_at < $1 \
+                 AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY created_at LIMIT $3 \
                  FOR UPDATE SKIP LOCKED) AND status = 'pending'",
             )
             .bind(cutoff)
@@ -74,7 +75,8 @@ impl Store {
             Pool::Sqlite(pool) => sqlx::query(
                 "UPDATE enforcement_nudges SET status = 'expired', expired_at = ?2 \
                  WHERE id IN (SELECT id FROM enforcement_nudges \
-                 WHERE status = 'pending' AND created_at < ?1 ORDER BY created_at LIMIT ?3) \
+                 WHERE status = 'pending' AND created_at < ?1 \
+                 AND (claimed_until IS NULL OR claimed_until < ?2) ORDER BY created_at LIMIT ?3) \
                  AND status = 'pending'",
             )
             .bind(timestamp(cutoff))

@@ -281,7 +281,7 @@ async fn migrations_apply_from_zero_and_are_idempotent(store: &Store) {
     let first = store.migrate().await.unwrap();
     let applied: Vec<i64> = first.applied.iter().map(|(v, _)| *v).collect();
     assert_eq!(applied, all_versions());
-    assert_eq!(first.status, SchemaStatus::UpToDate { version: 5 });
+    assert_eq!(first.status, SchemaStatus::UpToDate { version: 6 });
     assert!(
         first.to_string().contains("applied 5 migrations"),
         "{first}"
@@ -289,7 +289,7 @@ async fn migrations_apply_from_zero_and_are_idempotent(store: &Store) {
 
     let second = store.migrate().await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.status, SchemaStatus::UpToDate { version: 5 });
+    assert_eq!(second.status, SchemaStatus::UpToDate { version: 6 });
     assert!(second.to_string().contains("nothing to apply"), "{second}");
     assert!(store.verify_schema().await.unwrap().is_servable());
 
@@ -333,7 +333,7 @@ async fn serve_refuses_a_schema_that_is_behind_except_on_sqlite(store: &Store) {
         let opened = opened.unwrap();
         assert_eq!(
             opened.schema_status().await.unwrap(),
-            SchemaStatus::UpToDate { version: 5 }
+            SchemaStatus::UpToDate { version: 6 }
         );
         opened.close().await;
     } else {
@@ -944,7 +944,7 @@ async fn concurrent_migrators_on_one_fresh_database_apply_once() {
     let mut applied = Vec::new();
     for run in runs {
         let report = run.await.unwrap().unwrap();
-        assert_eq!(report.status, SchemaStatus::UpToDate { version: 5 });
+        assert_eq!(report.status, SchemaStatus::UpToDate { version: 6 });
         applied.extend(report.applied.into_iter().map(|(v, _)| v));
     }
     applied.sort_unstable();
@@ -1064,7 +1064,7 @@ async fn the_embedded_default_creates_its_directory_and_file() {
     assert!(data.join(EMBEDDED_FILE_NAME).exists());
     assert_eq!(
         store.schema_status().await.unwrap(),
-        SchemaStatus::UpToDate { version: 5 }
+        SchemaStatus::UpToDate { version: 6 }
     );
     store.close().await;
     // Reopening is a no-op migration.

@@ -1077,21 +1077,24 @@ async fn later_batches_follow_earlier_ones_through_memory_spills_and_the_journal
         state.nudges.len() == 12 && state.deliveries.len() == 3
     })
     .await;
-    let state = sink.state();
-    let nudges: Vec<String> = state
-        .nudges
-        .iter()
-        .map(|n| n.checkpoint_id.clone())
-        .collect();
-    let checkpoints: Vec<String> = state
-        .checkpoints
-        .iter()
-        .map(|c| c.checkpoint_id.clone())
-        .collect();
+    let (nudges, checkpoints): (Vec<String>, Vec<String>) = {
+        let state = sink.state();
+        (
+            state
+                .nudges
+                .iter()
+                .map(|n| n.checkpoint_id.clone())
+                .collect(),
+            state
+                .checkpoints
+                .iter()
+                .map(|c| c.checkpoint_id.clone())
+                .collect(),
+        )
+    };
     let expected: Vec<String> = (0..12).map(checkpoint_id).collect();
     assert_eq!(nudges, expected);
     assert_eq!(checkpoints, expected);
-    drop(state);
     assert_eq!(
         rejected(&metrics),
         0,

@@ -206,7 +206,12 @@ async fn every_provider_json_and_sse_is_checked_and_stored() {
             .await;
         assert_eq!(response.status, 200, "{}: {:?}", shape.name, response.body);
         if shape.stream {
-            assert_eq!(response.header("x-aip-verdict"), Some("pending"), "{}", shape.name);
+            assert_eq!(
+                response.header("x-aip-verdict"),
+                Some("pending"),
+                "{}",
+                shape.name
+            );
             assert_eq!(response.header("x-aip-checkpoint-id"), None);
         } else {
             assert_eq!(
@@ -215,11 +220,21 @@ async fn every_provider_json_and_sse_is_checked_and_stored() {
                 "{}",
                 shape.name
             );
-            assert!(response.header("x-aip-checkpoint-id").unwrap().starts_with("ic-"));
+            assert!(
+                response
+                    .header("x-aip-checkpoint-id")
+                    .unwrap()
+                    .starts_with("ic-")
+            );
             assert_eq!(response.header("x-aip-action"), Some("log_and_continue"));
             assert_eq!(response.header("x-aip-proceed"), Some("true"));
             // The body is the provider's, byte for byte.
-            assert_eq!(response.body.as_ref(), fixture(shape.fixture).as_slice(), "{}", shape.name);
+            assert_eq!(
+                response.body.as_ref(),
+                fixture(shape.fixture).as_slice(),
+                "{}",
+                shape.name
+            );
         }
         checkpoints(&aip.gateway, &key, 1).await;
         let id = identity(&key).agent_id;
@@ -261,17 +276,49 @@ async fn scripted_analyses_give_the_derived_verdict_headers() {
     let cases: &[(Scenario, &str, Option<&str>)] = &[
         (Scenario::Clear, "clear", Some("continue")),
         (Scenario::Review, "review_needed", Some("log_and_continue")),
-        (Scenario::Boundary, "boundary_violation", Some("deny_and_escalate")),
-        (Scenario::Injection, "boundary_violation", Some("pause_for_review")),
-        (Scenario::Deception, "boundary_violation", Some("pause_for_review")),
-        (Scenario::Autonomy, "review_needed", Some("log_and_continue")),
+        (
+            Scenario::Boundary,
+            "boundary_violation",
+            Some("deny_and_escalate"),
+        ),
+        (
+            Scenario::Injection,
+            "boundary_violation",
+            Some("pause_for_review"),
+        ),
+        (
+            Scenario::Deception,
+            "boundary_violation",
+            Some("pause_for_review"),
+        ),
+        (
+            Scenario::Autonomy,
+            "review_needed",
+            Some("log_and_continue"),
+        ),
         (Scenario::Values, "review_needed", Some("log_and_continue")),
-        (Scenario::BoundaryValue, "boundary_violation", Some("pause_for_review")),
-        (Scenario::Undeclared, "review_needed", Some("log_and_continue")),
-        (Scenario::Corruption, "review_needed", Some("log_and_continue")),
+        (
+            Scenario::BoundaryValue,
+            "boundary_violation",
+            Some("pause_for_review"),
+        ),
+        (
+            Scenario::Undeclared,
+            "review_needed",
+            Some("log_and_continue"),
+        ),
+        (
+            Scenario::Corruption,
+            "review_needed",
+            Some("log_and_continue"),
+        ),
         (Scenario::Fenced, "review_needed", Some("log_and_continue")),
         // The model says clear, its concerns say otherwise: the concerns win.
-        (Scenario::Contradict, "boundary_violation", Some("deny_and_escalate")),
+        (
+            Scenario::Contradict,
+            "boundary_violation",
+            Some("deny_and_escalate"),
+        ),
         (Scenario::Malformed, "error", None),
         (Scenario::Invalid, "error", None),
         (Scenario::Error500, "error", None),
@@ -285,7 +332,11 @@ async fn scripted_analyses_give_the_derived_verdict_headers() {
             .send(&aip.gateway, &key, &format!("task {}", scenario.marker()))
             .await;
         assert_eq!(response.status, 200, "{scenario:?}");
-        assert_eq!(response.header("x-aip-verdict"), Some(*verdict), "{scenario:?}");
+        assert_eq!(
+            response.header("x-aip-verdict"),
+            Some(*verdict),
+            "{scenario:?}"
+        );
         assert_eq!(response.header("x-aip-action"), *action, "{scenario:?}");
         assert_eq!(
             response.body.as_ref(),
@@ -293,7 +344,10 @@ async fn scripted_analyses_give_the_derived_verdict_headers() {
             "the client gets its response whatever the analysis did"
         );
         if *scenario == Scenario::Timeout {
-            assert!(started.elapsed() < Duration::from_secs(5), "bounded by the analysis timeout");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "bounded by the analysis timeout"
+            );
         }
         if action.is_some() {
             checkpoints(&aip.gateway, &key, 1).await;
@@ -326,11 +380,21 @@ async fn skip_rules_disabled_skipped_and_synthetic() {
     let gateway = TestGateway::start(&mock, &[]).await;
     let response = ANTHROPIC_JSON.send(&gateway, "sk-skip-1", "hi").await;
     assert_eq!(response.header("x-aip-verdict"), Some("skipped"));
-    assert_eq!(response.header("x-aip-reason"), Some("no-analysis-configured"));
+    assert_eq!(
+        response.header("x-aip-reason"),
+        Some("no-analysis-configured")
+    );
     // Upstream non-2xx: skipped.
     let response = post(
         &gateway.url("/anthropic/v1/messages"),
-        &[("x-api-key", "sk-skip-1"), ("x-mock-status", "529"), ("x-mock-fixture", "anthropic/error-invalid-request-error.json")],
+        &[
+            ("x-api-key", "sk-skip-1"),
+            ("x-mock-status", "529"),
+            (
+                "x-mock-fixture",
+                "anthropic/error-invalid-request-error.json",
+            ),
+        ],
         ANTHROPIC_JSON.body("hi"),
     )
     .await;
@@ -352,7 +416,10 @@ async fn skip_rules_disabled_skipped_and_synthetic() {
     // No thinking at all: a synthetic clear too.
     let response = post(
         &aip.gateway.url("/anthropic/v1/messages"),
-        &[("x-api-key", "sk-skip-3"), ("x-mock-fixture", "anthropic/messages-tool-use.json")],
+        &[
+            ("x-api-key", "sk-skip-3"),
+            ("x-mock-fixture", "anthropic/messages-tool-use.json"),
+        ],
         ANTHROPIC_JSON.body("hi"),
     )
     .await;
@@ -371,14 +438,21 @@ async fn enforce_mode_blocks_violations_and_streams_nudge_the_next_request() {
     let key = "sk-aip-enforce";
     configure_agent(&aip.gateway, key, "aip_enforcement_mode = 'enforce'").await;
     let response = ANTHROPIC_JSON
-        .send(&aip.gateway, key, &format!("x {}", Scenario::Boundary.marker()))
+        .send(
+            &aip.gateway,
+            key,
+            &format!("x {}", Scenario::Boundary.marker()),
+        )
         .await;
     assert_eq!(response.status, 403);
     let body = response.json();
     assert_eq!(body["type"], "integrity_violation");
     assert_eq!(body["error"], "Request blocked by integrity check");
     assert_eq!(body["checkpoint"]["verdict"], "boundary_violation");
-    assert_eq!(body["checkpoint"]["recommended_action"], "deny_and_escalate");
+    assert_eq!(
+        body["checkpoint"]["recommended_action"],
+        "deny_and_escalate"
+    );
     assert!(body["checkpoint"]["concerns"].as_array().unwrap().len() == 1);
     assert_eq!(response.header("x-aip-proceed"), Some("false"));
     assert_eq!(
@@ -388,7 +462,11 @@ async fn enforce_mode_blocks_violations_and_streams_nudge_the_next_request() {
     assert!(response.header("x-smoltbot-agent").is_some());
     // A stream is never blocked: the violation becomes a nudge in the next request.
     let stream = ANTHROPIC_SSE
-        .send(&aip.gateway, key, &format!("x {}", Scenario::Boundary.marker()))
+        .send(
+            &aip.gateway,
+            key,
+            &format!("x {}", Scenario::Boundary.marker()),
+        )
         .await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.header("x-aip-verdict"), Some("pending"));
@@ -409,8 +487,18 @@ async fn enforce_mode_blocks_violations_and_streams_nudge_the_next_request() {
     assert_eq!(next.header("x-aip-nudge-count"), Some("2"));
     let sent = aip.mock.requests()[0].json().unwrap();
     let system = sent["system"].to_string();
-    assert_eq!(system.matches("[INTEGRITY NOTICE — Conscience Protocol]").count(), 1);
-    assert_eq!(system.matches("was flagged as a boundary violation").count(), 2);
+    assert_eq!(
+        system
+            .matches("[INTEGRITY NOTICE — Conscience Protocol]")
+            .count(),
+        1
+    );
+    assert_eq!(
+        system
+            .matches("was flagged as a boundary violation")
+            .count(),
+        2
+    );
     eventually("nudges delivered", Duration::from_secs(10), 2, || {
         let sql = format!(
             "SELECT count(*) FROM enforcement_nudges WHERE agent_id = '{id}' AND status = 'delivered' \
@@ -424,7 +512,11 @@ async fn enforce_mode_blocks_violations_and_streams_nudge_the_next_request() {
     aip.mock.clear();
     let after = ANTHROPIC_JSON.send(&aip.gateway, key, "again").await;
     assert_eq!(after.header("x-aip-enforcement"), None);
-    assert!(!aip.mock.requests()[0].json().unwrap()["system"].to_string().contains("INTEGRITY NOTICE"));
+    assert!(
+        !aip.mock.requests()[0].json().unwrap()["system"]
+            .to_string()
+            .contains("INTEGRITY NOTICE")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +531,11 @@ async fn nudges_reach_all_three_providers_in_their_own_system_field() {
         let key = format!("sk-aip-nudge-{i}");
         configure_agent(&aip.gateway, &key, "aip_enforcement_mode = 'nudge'").await;
         let first = shape
-            .send(&aip.gateway, &key, &format!("x {}", Scenario::Boundary.marker()))
+            .send(
+                &aip.gateway,
+                &key,
+                &format!("x {}", Scenario::Boundary.marker()),
+            )
             .await;
         // Nudge mode records and nudges but never blocks.
         assert_eq!(first.status, 200, "{}", shape.name);
@@ -454,10 +550,22 @@ async fn nudges_reach_all_three_providers_in_their_own_system_field() {
         .await;
         aip.mock.clear();
         let next = shape.send(&aip.gateway, &key, "next").await;
-        assert_eq!(next.header("x-aip-nudge-count"), Some("1"), "{}", shape.name);
+        assert_eq!(
+            next.header("x-aip-nudge-count"),
+            Some("1"),
+            "{}",
+            shape.name
+        );
         let sent = aip.mock.requests()[0].json().unwrap();
-        let placed = sent.pointer(field).map(|v| v.to_string()).unwrap_or_default();
-        assert!(placed.contains("INTEGRITY NOTICE"), "{}: {sent}", shape.name);
+        let placed = sent
+            .pointer(field)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        assert!(
+            placed.contains("INTEGRITY NOTICE"),
+            "{}: {sent}",
+            shape.name
+        );
     }
 }
 
@@ -467,7 +575,11 @@ async fn twenty_parallel_requests_deliver_one_pending_nudge_exactly_once() {
     let key = "sk-aip-parallel";
     configure_agent(&aip.gateway, key, "aip_enforcement_mode = 'nudge'").await;
     let first = ANTHROPIC_JSON
-        .send(&aip.gateway, key, &format!("x {}", Scenario::Boundary.marker()))
+        .send(
+            &aip.gateway,
+            key,
+            &format!("x {}", Scenario::Boundary.marker()),
+        )
         .await;
     assert_eq!(first.header("x-aip-verdict"), Some("boundary_violation"));
     let id = identity(key).agent_id;
@@ -488,7 +600,13 @@ async fn twenty_parallel_requests_deliver_one_pending_nudge_exactly_once() {
         tasks.push(tokio::spawn(async move {
             post(
                 &url,
-                &[("x-api-key", key), ("x-mock-fixture", "anthropic/messages-text-and-tool-use-no-args.json")],
+                &[
+                    ("x-api-key", key),
+                    (
+                        "x-mock-fixture",
+                        "anthropic/messages-text-and-tool-use-no-args.json",
+                    ),
+                ],
                 body,
             )
             .await
@@ -507,7 +625,11 @@ async fn twenty_parallel_requests_deliver_one_pending_nudge_exactly_once() {
         .mock
         .requests()
         .iter()
-        .filter(|r| r.json().unwrap()["system"].to_string().contains("INTEGRITY NOTICE"))
+        .filter(|r| {
+            r.json().unwrap()["system"]
+                .to_string()
+                .contains("INTEGRITY NOTICE")
+        })
         .count();
     assert_eq!(carried, 1);
     eventually("delivered once", Duration::from_secs(10), 1, || {
@@ -532,7 +654,11 @@ async fn consecutive_violations_pause_the_agent_and_a_paused_agent_is_refused() 
     .await;
     for n in 0..3 {
         let response = ANTHROPIC_JSON
-            .send(&aip.gateway, key, &format!("{n} {}", Scenario::Boundary.marker()))
+            .send(
+                &aip.gateway,
+                key,
+                &format!("{n} {}", Scenario::Boundary.marker()),
+            )
             .await;
         assert_eq!(response.status, 200, "request {n} is served");
         assert_eq!(response.header("x-aip-verdict"), Some("boundary_violation"));
@@ -561,11 +687,7 @@ async fn consecutive_violations_pause_the_agent_and_a_paused_agent_is_refused() 
     })
     .await;
     // Even with a cold cache the pause holds (read from the database).
-    aip.gateway
-        .app
-        .cache
-        .delete(keys::quota_agent(&id))
-        .await;
+    aip.gateway.app.cache.delete(keys::quota_agent(&id)).await;
     let response = GEMINI_JSON.send(&aip.gateway, key, "hello").await;
     assert_eq!(response.status, 403);
     assert_eq!(response.json()["error"]["status"], "PERMISSION_DENIED");
@@ -603,8 +725,11 @@ async fn a_streak_of_non_clear_verdicts_raises_one_drift_alert() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        sqlite_count(&data, &format!("SELECT count(*) FROM drift_alerts WHERE agent_id = '{id}'"))
-            .await,
+        sqlite_count(
+            &data,
+            &format!("SELECT count(*) FROM drift_alerts WHERE agent_id = '{id}'")
+        )
+        .await,
         1,
         "one alert per streak"
     );

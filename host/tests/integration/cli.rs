@@ -163,7 +163,11 @@ fn plugin_test_runs_policy_cases_and_fails_on_a_broken_expectation() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{dir}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{dir}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains(" passed, 0 failed"), "{text}");
         assert!(!text.contains("FAIL"), "{text}");
     }
@@ -175,18 +179,31 @@ fn plugin_test_runs_policy_cases_and_fails_on_a_broken_expectation() {
     )
     .unwrap();
     let out = gateway()
-        .args(["plugin", "test", env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"), "--cases"])
+        .args([
+            "plugin",
+            "test",
+            env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"),
+            "--cases",
+        ])
         .arg(cases.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("FAIL wrong on purpose"), "{text}");
-    assert!(text.contains("expected verdict clear, got boundary_violation"), "{text}");
+    assert!(
+        text.contains("expected verdict clear, got boundary_violation"),
+        "{text}"
+    );
     // A cases file that is not valid names the problem.
     std::fs::write(cases.path(), r#"{"cases":[{"nam":"typo"}]}"#).unwrap();
     let out = gateway()
-        .args(["plugin", "test", env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"), "--cases"])
+        .args([
+            "plugin",
+            "test",
+            env!("MNEMOM_PLUGIN_WASM_SHELL_GUARD"),
+            "--cases",
+        ])
         .arg(cases.path())
         .output()
         .unwrap();

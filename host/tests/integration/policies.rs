@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mnemom_mock_provider::{MockAnalysis, MockAnalysisOptions, MockOptions, MockProvider, Scenario};
+use mnemom_mock_provider::{
+    MockAnalysis, MockAnalysisOptions, MockOptions, MockProvider, Scenario,
+};
 
 use super::aip::*;
 use super::support::*;
@@ -40,7 +42,11 @@ fn policy_manifest(
     text
 }
 
-fn testkit_policy_files(name: &str, failure_mode: &str, config: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+fn testkit_policy_files(
+    name: &str,
+    failure_mode: &str,
+    config: &[(&str, &str)],
+) -> Vec<(String, Vec<u8>)> {
     let wasm = testkit_policy_wasm();
     let manifest = policy_manifest(name, &wasm, failure_mode, 50, config);
     vec![
@@ -50,7 +56,10 @@ fn testkit_policy_files(name: &str, failure_mode: &str, config: &[(&str, &str)])
 }
 
 fn refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect()
+    files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +114,10 @@ async fn a_policy_from_a_plugin_directory_changes_verdicts_and_hot_reloads() {
         if response.header("x-aip-verdict") == Some("boundary_violation") {
             break;
         }
-        assert!(swapped.elapsed() < Duration::from_secs(5), "new policy never served");
+        assert!(
+            swapped.elapsed() < Duration::from_secs(5),
+            "new policy never served"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -138,8 +150,14 @@ async fn trapping_and_overrunning_policies_follow_their_failure_mode() {
     let response = ANTHROPIC_JSON.send(&aip.gateway, "sk-faults-1", "hi").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-aip-verdict"), Some("error"));
-    assert_eq!(response.body.as_ref(), fixture(ANTHROPIC_JSON.fixture).as_slice());
-    assert!(started.elapsed() < Duration::from_secs(3), "the 50 ms deadline held");
+    assert_eq!(
+        response.body.as_ref(),
+        fixture(ANTHROPIC_JSON.fixture).as_slice()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the 50 ms deadline held"
+    );
     assert_eq!(
         aip.gateway
             .metric("gateway_plugin_calls_total{plugin=\"trapper\",result=\"trap\"}")
@@ -183,7 +201,10 @@ async fn trapping_and_overrunning_policies_follow_their_failure_mode() {
     // The process is fine and still serves streams.
     let stream = ANTHROPIC_SSE.send(&aip.gateway, "sk-faults-4", "hi").await;
     assert_eq!(stream.status, 200);
-    assert_eq!(stream.body.as_ref(), fixture(ANTHROPIC_SSE.fixture).as_slice());
+    assert_eq!(
+        stream.body.as_ref(),
+        fixture(ANTHROPIC_SSE.fixture).as_slice()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +213,8 @@ async fn the_sdk_example_policy_flags_destructive_commands_from_a_plugin_directo
     let fixtures = tempfile::tempdir().unwrap();
     std::fs::create_dir(fixtures.path().join("anthropic")).unwrap();
     let mut answer: serde_json::Value =
-        serde_json::from_slice(&fixture("anthropic/messages-thinking-signature-text.json")).unwrap();
+        serde_json::from_slice(&fixture("anthropic/messages-thinking-signature-text.json"))
+            .unwrap();
     answer["content"][0]["thinking"] =
         "The disk is full. The quickest fix is to run `sudo rm -rf --no-preserve-root /` and start over."
             .into();
@@ -352,14 +374,19 @@ async fn receiver(failures: usize) -> Receiver {
                     let record = record.clone();
                     async move {
                         let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let n = {
                             let mut all = record.lock().unwrap();
                             all.push((parts.headers, body));
                             all.len()
                         };
                         let status = if n <= failures { 500 } else { 200 };
-                        let mut response = http::Response::new(Full::new(Bytes::from_static(b"ok")));
+                        let mut response =
+                            http::Response::new(Full::new(Bytes::from_static(b"ok")));
                         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, Infallible>(response)
                     }
@@ -398,7 +425,9 @@ async fn verdicts_reach_registered_webhooks_signed_and_retried() {
         .await
         .unwrap();
     // A clear verdict matches no registered event type; a violation does.
-    let clear = ANTHROPIC_JSON.send(&aip.gateway, key, &Scenario::Clear.marker()).await;
+    let clear = ANTHROPIC_JSON
+        .send(&aip.gateway, key, &Scenario::Clear.marker())
+        .await;
     assert_eq!(clear.header("x-aip-verdict"), Some("clear"));
     let violation = ANTHROPIC_JSON
         .send(&aip.gateway, key, &Scenario::Boundary.marker())
@@ -411,21 +440,36 @@ async fn verdicts_reach_registered_webhooks_signed_and_retried() {
     }
     let (headers, body) = hook.seen.lock().unwrap()[1].clone();
     let signature = headers["x-aip-signature"].to_str().unwrap();
-    assert!(mnemom_gateway::webhooks::verify_signature("whsec-test", &body, signature));
-    assert!(!mnemom_gateway::webhooks::verify_signature("other", &body, signature));
+    assert!(mnemom_gateway::webhooks::verify_signature(
+        "whsec-test",
+        &body,
+        signature
+    ));
+    assert!(!mnemom_gateway::webhooks::verify_signature(
+        "other", &body, signature
+    ));
     let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(payload["event"], "verdict.boundary_violation");
     assert_eq!(payload["checkpoint"]["checkpoint_id"], checkpoint);
     assert_eq!(payload["checkpoint"]["agent_id"], id.agent_id);
     let data = aip.gateway.data_dir.clone();
-    eventually("delivery recorded after a retry", Duration::from_secs(10), 1, || {
-        let sql = format!(
-            "SELECT count(*) FROM aip_webhook_deliveries WHERE checkpoint_id = '{checkpoint}' \
+    eventually(
+        "delivery recorded after a retry",
+        Duration::from_secs(10),
+        1,
+        || {
+            let sql = format!(
+                "SELECT count(*) FROM aip_webhook_deliveries WHERE checkpoint_id = '{checkpoint}' \
              AND delivered = 1 AND attempts = 2"
-        );
-        let data = data.clone();
-        async move { sqlite_count(&data, &sql).await }
-    })
+            );
+            let data = data.clone();
+            async move { sqlite_count(&data, &sql).await }
+        },
+    )
     .await;
-    assert_eq!(hook.seen.lock().unwrap().len(), 2, "the clear verdict was not sent");
+    assert_eq!(
+        hook.seen.lock().unwrap().len(),
+        2,
+        "the clear verdict was not sent"
+    );
 }

@@ -6,7 +6,7 @@
 //! - `policy-pure`: the `aip-policy-pure` world. The policy imports only `host` (log and
 //!   read-only config): deterministic, no I/O, same input → same report.
 //! - `policy`: the `aip-policy` world, which also imports the host's analysis LLM
-//!   ([`llm::complete`]) and a small namespaced key-value store ([`kv`]).
+//!   (`llm::complete`) and a small namespaced key-value store (`kv`).
 //!
 //! A policy is a `cdylib` crate with one type implementing [`Guest`]:
 //!
