@@ -212,7 +212,7 @@ const TABLES: &[&str] = &[
 ];
 
 fn all_versions() -> Vec<i64> {
-    vec![1, 2, 3, 4, 5]
+    vec![1, 2, 3, 4, 5, 6]
 }
 
 /// A timestamp both backends store exactly (milliseconds).
@@ -283,7 +283,7 @@ async fn migrations_apply_from_zero_and_are_idempotent(store: &Store) {
     assert_eq!(applied, all_versions());
     assert_eq!(first.status, SchemaStatus::UpToDate { version: 6 });
     assert!(
-        first.to_string().contains("applied 5 migrations"),
+        first.to_string().contains("applied 6 migrations"),
         "{first}"
     );
 
@@ -314,7 +314,7 @@ async fn serve_refuses_a_schema_that_is_behind_except_on_sqlite(store: &Store) {
         status,
         SchemaStatus::Behind {
             current: Some(1),
-            pending: vec![2, 3, 4, 5]
+            pending: vec![2, 3, 4, 5, 6]
         }
     );
     assert!(!status.is_servable());

@@ -239,7 +239,7 @@ async fn the_sdk_example_policy_flags_destructive_commands_from_a_plugin_directo
         "name = \"shell-guard\"\nworld = \"aip-policy-pure\"\nwasm = \"shell-guard.wasm\"\nsha256 = \"{}\"\nfailure_mode = \"fail-open\"\n[limits]\ntimeout_ms = 50\nmemory_mb = 16\n",
         sha256_hex(&wasm)
     );
-    let dir = ConfigMapDir::new(&[
+    let mut dir = ConfigMapDir::new(&[
         ("shell-guard.wasm", wasm.as_slice()),
         ("shell-guard.plugin.toml", manifest.as_bytes()),
     ]);
@@ -270,6 +270,25 @@ async fn the_sdk_example_policy_flags_destructive_commands_from_a_plugin_directo
     assert_eq!(flagged.header("x-aip-action"), Some("deny_and_escalate"));
     let benign = send("anthropic/benign.json").await;
     assert_eq!(benign.header("x-aip-verdict"), Some("clear"));
+    // Hot reload: the operator exempts the command in the policy's config; no restart.
+    let allowing = format!("{manifest}[config]\nallow = \"--no-preserve-root\"\n");
+    dir.update(&[
+        ("shell-guard.wasm", wasm.as_slice()),
+        ("shell-guard.plugin.toml", allowing.as_bytes()),
+    ]);
+    let swapped = Instant::now();
+    loop {
+        let response = send("anthropic/destructive.json").await;
+        assert_eq!(response.status, 200);
+        if response.header("x-aip-verdict") == Some("clear") {
+            break;
+        }
+        assert!(
+            swapped.elapsed() < Duration::from_secs(5),
+            "the new config never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
