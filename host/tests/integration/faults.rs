@@ -12,12 +12,14 @@ fn fault_dir(name: &str, mode: &str, failure_mode: &str, fault_in: &str) -> temp
     let wasm = testkit_wasm();
     std::fs::write(dir.path().join(format!("{name}.wasm")), &wasm).unwrap();
     let prefix = format!("/{name}");
+    // A growing plugin must reach its memory cap before its deadline even on a loaded machine.
+    let timeout_ms = if mode == "grow" { 2000 } else { 50 };
     let text = manifest(
         name,
         name,
         &wasm,
         failure_mode,
-        50,
+        timeout_ms,
         &[
             ("name", name),
             ("route-prefix", &prefix),

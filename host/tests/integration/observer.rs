@@ -20,6 +20,8 @@ async fn two_observers_on_one_database_run_each_minute_once() {
         // Only the minutely job, so the test sees one kind of run.
         ("MNEMOM_JOB_USAGE_ROLLUP_SCHEDULE", "off"),
         ("MNEMOM_JOB_RETENTION_SCHEDULE", "off"),
+        ("MNEMOM_JOB_WEBHOOK_REDELIVERY_SCHEDULE", "off"),
+        ("MNEMOM_JOB_INTEGRITY_SUMMARY_SCHEDULE", "off"),
     ];
     let a = TestGateway::start(&mock, &settings).await;
     let b = TestGateway::start(&mock, &settings).await;
