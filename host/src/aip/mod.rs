@@ -53,6 +53,36 @@ pub struct CheckRequest {
     pub user_text: Option<String>,
     /// Whether the response was streamed.
     pub streaming: bool,
+    /// The card and stored window, read while the upstream was answering ([`Aip::prefetch`]).
+    pub prefetch: Option<Arc<Prefetch>>,
+}
+
+/// The database inputs of a check (the agent's card and the session's stored window), read in
+/// the background from the moment the request arrives, so the reads overlap the upstream's
+/// answer instead of adding to the verdict's latency. Dropped unused, the read is cancelled.
+#[derive(Debug)]
+pub struct Prefetch(std::sync::Mutex<Option<tokio::task::JoinHandle<Inputs>>>);
+
+/// The card and the stored window.
+type Inputs = (Option<crate::store::ActiveCard>, Vec<WindowItem>);
+
+impl Prefetch {
+    /// A prefetch that holds nothing (the check reads its inputs itself).
+    pub fn empty() -> Self {
+        Self(std::sync::Mutex::new(None))
+    }
+
+    fn take(&self) -> Option<tokio::task::JoinHandle<Inputs>> {
+        self.0.lock().ok().and_then(|mut h| h.take())
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(handle) = self.take() {
+            handle.abort();
+        }
+    }
 }
 
 /// Pending nudges claimed for one request.
@@ -148,6 +178,27 @@ impl Aip {
         })
     }
 
+    /// Starts reading the database inputs of a check of this agent's session.
+    pub fn prefetch(self: &Arc<Self>, identity: &AgentIdentity) -> Arc<Prefetch> {
+        let this = self.clone();
+        let agent_id = identity.agent_id.clone();
+        let session_id = identity.session_id.clone();
+        let handle = tokio::spawn(async move { this.read_inputs(&agent_id, &session_id).await });
+        Arc::new(Prefetch(std::sync::Mutex::new(Some(handle))))
+    }
+
+    async fn read_inputs(&self, agent_id: &str, session_id: &str) -> Inputs {
+        tokio::join!(
+            inputs::active_card(
+                &self.cache,
+                self.store.as_ref(),
+                agent_id,
+                self.settings.db_timeout
+            ),
+            self.stored_window(agent_id, session_id),
+        )
+    }
+
     /// The settings.
     pub fn settings(&self) -> &AipSettings {
         &self.settings
@@ -226,15 +277,17 @@ impl Aip {
         }
         let identity = &request.identity;
         let now = Utc::now();
-        let (card, stored) = tokio::join!(
-            inputs::active_card(
-                &self.cache,
-                self.store.as_ref(),
-                &identity.agent_id,
-                self.settings.db_timeout
-            ),
-            self.stored_window(&identity.agent_id, &identity.session_id),
-        );
+        let prefetched = match request.prefetch.as_ref().and_then(|p| p.take()) {
+            Some(handle) => handle.await.ok(),
+            None => None,
+        };
+        let (card, stored) = match prefetched {
+            Some(inputs) => inputs,
+            None => {
+                self.read_inputs(&identity.agent_id, &identity.session_id)
+                    .await
+            }
+        };
         let window = window::merge_window(
             stored,
             self.recent

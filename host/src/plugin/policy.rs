@@ -64,6 +64,8 @@ pub struct PolicyState {
     /// guest's compute deadline).
     host_time: Duration,
     llm_calls: u32,
+    /// When the current call began (the deadline counts from here).
+    call_started: Instant,
 }
 
 impl std::fmt::Debug for PolicyState {
@@ -235,6 +237,14 @@ pub struct PolicyPlugin {
     identity: Arc<PluginIdentity>,
     services: PolicyServices,
     metrics: Metrics,
+    idle: std::sync::Mutex<Vec<Warm>>,
+}
+
+/// An instance kept warm between checks, with the number of checks it served.
+struct Warm {
+    store: Store<PolicyState>,
+    bindings: AipPolicy,
+    uses: u32,
 }
 
 impl std::fmt::Debug for PolicyPlugin {
@@ -286,6 +296,7 @@ impl PolicyPlugin {
             identity,
             services,
             metrics: metrics.clone(),
+            idle: std::sync::Mutex::new(Vec::new()),
         };
         let descriptor = plugin.describe().await.map_err(LoadError::SmokeCall)?;
         super::manifest::validate_name(&descriptor.name)
@@ -329,8 +340,48 @@ impl PolicyPlugin {
         self.manifest.limits.timeout
     }
 
-    /// A fresh instance whose deadline counts only the guest's own time: the epoch callback
-    /// moves the deadline by the time spent awaiting host calls.
+    /// An instance for one call: a warm one from the pool when the manifest allows pooling
+    /// (`limits.pool_size` > 0), else a fresh one. Its deadline counts only the guest's own
+    /// time: the epoch callback moves the deadline by the time spent awaiting host calls.
+    async fn checkout(&self) -> Result<Warm, PluginError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut warm = match reused {
+            Some(warm) => warm,
+            None => {
+                let (store, bindings) = self.instantiate().await?;
+                Warm {
+                    store,
+                    bindings,
+                    uses: 0,
+                }
+            }
+        };
+        let state = warm.store.data_mut();
+        state.host_time = Duration::ZERO;
+        state.llm_calls = 0;
+        state.call_started = Instant::now();
+        warm.store
+            .set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
+        Ok(warm)
+    }
+
+    /// Returns an instance after a successful call, unless it is due for recycling (uses,
+    /// memory growth) or the pool is full. Instances that trapped are never returned.
+    fn checkin(&self, mut warm: Warm) {
+        warm.uses += 1;
+        let limits = &self.manifest.limits;
+        if warm.uses >= limits.recycle_after
+            || warm.store.data().base.limiter.peak() > limits.recycle_memory_bytes
+        {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < limits.pool_size
+        {
+            idle.push(warm);
+        }
+    }
+
     async fn instantiate(&self) -> Result<(Store<PolicyState>, AipPolicy), PluginError> {
         let state = PolicyState {
             base: PluginState::new(self.identity.clone(), self.manifest.limits.memory_bytes),
@@ -338,13 +389,14 @@ impl PolicyPlugin {
             plugin: self.manifest.name.clone(),
             host_time: Duration::ZERO,
             llm_calls: 0,
+            call_started: Instant::now(),
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.base.limiter);
         let timeout = self.manifest.limits.timeout;
-        let started = Instant::now();
         store.epoch_deadline_callback(move |ctx: StoreContextMut<'_, PolicyState>| {
-            let guest_time = started.elapsed().saturating_sub(ctx.data().host_time);
+            let data = ctx.data();
+            let guest_time = data.call_started.elapsed().saturating_sub(data.host_time);
             if guest_time >= timeout {
                 return Err(Trap::Interrupt.into());
             }
@@ -359,6 +411,11 @@ impl PolicyPlugin {
             .await
             .map_err(|e| self.classify(&store, e))?;
         Ok((store, bindings))
+    }
+
+    /// Idle warm instances (for tests and diagnostics).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
     }
 
     fn classify(&self, store: &Store<PolicyState>, error: wasmtime::Error) -> PluginError {
@@ -396,12 +453,15 @@ impl PolicyPlugin {
     pub async fn describe(&self) -> Result<PolicyDescriptor, PluginError> {
         let started = Instant::now();
         let result = async {
-            let (mut store, bindings) = self.instantiate().await?;
-            bindings
+            let mut warm = self.checkout().await?;
+            let outcome = warm
+                .bindings
                 .mnemom_gateway_policy()
-                .call_describe(&mut store)
+                .call_describe(&mut warm.store)
                 .await
-                .map_err(|e| self.classify(&store, e))
+                .map_err(|e| self.classify(&warm.store, e))?;
+            self.checkin(warm);
+            Ok::<_, PluginError>(outcome)
         }
         .await;
         self.record(
@@ -414,7 +474,7 @@ impl PolicyPlugin {
         result
     }
 
-    /// `check`, on a fresh instance.
+    /// `check`, on a warm instance (or a fresh one: `limits.pool_size = 0`).
     pub async fn check(&self, input: &CheckInput) -> Result<Report, CheckError> {
         let started = Instant::now();
         let result = self.check_inner(input).await;
@@ -429,12 +489,15 @@ impl PolicyPlugin {
     }
 
     async fn check_inner(&self, input: &CheckInput) -> Result<Report, CheckError> {
-        let (mut store, bindings) = self.instantiate().await?;
-        let outcome = bindings
+        let mut warm = self.checkout().await?;
+        let outcome = warm
+            .bindings
             .mnemom_gateway_policy()
-            .call_check(&mut store, input)
+            .call_check(&mut warm.store, input)
             .await
-            .map_err(|e| self.classify(&store, e))?;
+            .map_err(|e| self.classify(&warm.store, e))?;
+        // A call that returned (even a `policy-error`) left the instance in a sound state.
+        self.checkin(warm);
         let plugin = self.manifest.name.clone();
         let report = outcome.map_err(|e| match e {
             policy_types::PolicyError::InvalidInput(message) => {

@@ -35,6 +35,10 @@ use crate::store::{ContainmentStatus, EnforcementMode};
 /// per stream).
 const STREAM_COPY_LAG_BYTES: usize = 4 << 20;
 
+/// Bytes of framed stream events held before they are handed to the adapter (see
+/// `extract_stream`).
+const STREAM_PARSE_BATCH_BYTES: usize = 64 << 10;
+
 /// Everything the proxy needs, shared by all requests.
 #[derive(Debug)]
 pub struct Proxy {
@@ -64,6 +68,7 @@ struct AipForward {
     settings: crate::store::AgentSettings,
     user_text: Option<String>,
     nudges_applied: usize,
+    prefetch: Arc<crate::aip::Prefetch>,
 }
 
 /// What the request stage hands to the response stage.
@@ -243,6 +248,13 @@ impl Proxy {
                 aip.settle_nudges(c, accepted, &identity.session_id);
             }
         };
+        // A non-streaming response waits for its verdict: read the check's database inputs
+        // while the request goes upstream. (A stream's check runs after the stream; it reads
+        // them then.)
+        let prefetch = match &aip {
+            Some((aip, _)) if !streaming_requested => aip.prefetch(&identity),
+            _ => Arc::new(crate::aip::Prefetch::empty()),
+        };
         let uri = match upstream_uri(&adapter.upstream, rest, query) {
             Ok(uri) => uri,
             Err(e) => {
@@ -316,6 +328,7 @@ impl Proxy {
                 settings,
                 user_text,
                 nudges_applied,
+                prefetch,
             }),
         };
         self.respond(adapter, response, forwarded, upstream_wait)
@@ -578,6 +591,7 @@ impl Proxy {
                             extracted: extracted.clone(),
                             user_text: ctx.user_text.clone(),
                             streaming: false,
+                            prefetch: Some(ctx.prefetch.clone()),
                         };
                         match tokio::time::timeout(aip.settings().budget, aip.check(request)).await
                         {
@@ -797,6 +811,7 @@ impl ExtractionTask {
                 extracted: extracted.clone(),
                 user_text: ctx.user_text.clone(),
                 streaming: true,
+                prefetch: Some(ctx.prefetch.clone()),
             };
             let aip = aip.clone();
             let guard = self.proxy.in_flight.enter();
@@ -858,10 +873,19 @@ impl ExtractionTask {
                 }
             }
         };
+        // Events are framed as they arrive (cheap, native) but handed to the adapter in
+        // batches: a typical stream is parsed once it has ended, so the adapter's work never
+        // competes with delivering the stream's first bytes; a long one every 64 KiB, which
+        // bounds what is held.
+        let mut pending = 0usize;
         while let Some(chunk) = rx.recv().await {
             lag.fetch_sub(chunk.len(), Ordering::AcqRel);
+            pending += chunk.len();
             framer.push(&chunk, &mut events);
-            process(&mut events, &mut failure, &mut accumulator).await;
+            if pending >= STREAM_PARSE_BATCH_BYTES {
+                process(&mut events, &mut failure, &mut accumulator).await;
+                pending = 0;
+            }
         }
         framer.finish(&mut events);
         process(&mut events, &mut failure, &mut accumulator).await;

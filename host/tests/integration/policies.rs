@@ -87,6 +87,9 @@ async fn a_policy_from_a_plugin_directory_changes_verdicts_and_hot_reloads() {
     let response = ANTHROPIC_JSON.send(&gateway, key, "hi").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-aip-verdict"), Some("review_needed"));
+    // A sound instance goes back to the pool for the next check.
+    let set = gateway.app.registry.current();
+    assert_eq!(set.policy("custom").unwrap().plugin.idle_instances(), 1);
     checkpoints(&gateway, key, 1).await;
     let id = identity(key).agent_id;
     assert_eq!(
@@ -158,6 +161,15 @@ async fn trapping_and_overrunning_policies_follow_their_failure_mode() {
         started.elapsed() < Duration::from_secs(3),
         "the 50 ms deadline held"
     );
+    // Instances that trapped or overran are discarded, never pooled again.
+    let set = aip.gateway.app.registry.current();
+    for name in ["trapper", "spinner"] {
+        assert_eq!(
+            set.policy(name).unwrap().plugin.idle_instances(),
+            0,
+            "{name}"
+        );
+    }
     assert_eq!(
         aip.gateway
             .metric("gateway_plugin_calls_total{plugin=\"trapper\",result=\"trap\"}")
