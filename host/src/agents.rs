@@ -20,6 +20,13 @@ use crate::store::{Agent, AgentSettings, Store};
 /// probably down; every request would otherwise start one).
 const LOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// With Redis, settings read from it are kept in this process for this long, so a request does
+/// not pay a Redis round trip; a change made on another pod is seen within this time (changes
+/// made here — auto-containment — are seen at once).
+const LOCAL_TTL: Duration = Duration::from_secs(1);
+/// Agents whose settings are kept locally; the memo is cleared when it grows beyond this.
+const LOCAL_MAX: usize = 100_000;
+
 /// The cached value: the part of the original's `QuotaContext` the gateway reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedAgent {
@@ -48,13 +55,18 @@ struct Inner {
     store: Store,
     loading: Mutex<HashSet<String>>,
     retry_after: Mutex<Option<tokio::time::Instant>>,
+    /// In front of Redis only (the in-process cache is already local).
+    local: Option<Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>>,
 }
 
 impl Agents {
     /// Settings read from `cache`, loaded from `store` on a miss.
     pub fn new(cache: Cache, store: Store) -> Self {
+        let local = (cache.backend() == crate::cache::BackendKind::Redis)
+            .then(|| Mutex::new(std::collections::HashMap::new()));
         Self {
             inner: Arc::new(Inner {
+                local,
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -81,8 +93,12 @@ impl Agents {
     /// `wait`, or while the database is failing, `None` (use the defaults) and the load goes on
     /// in the background. Unknown agents are `None`.
     pub async fn settings_or_load(&self, agent_id: &str, wait: Duration) -> Option<AgentSettings> {
+        if let Some(settings) = self.local_get(agent_id) {
+            return Some(settings);
+        }
         let key = keys::quota_agent(agent_id);
         if let Some(cached) = self.inner.cache.get_json::<CachedAgent>(&key).await {
+            self.local_put(agent_id, &cached.agent_settings);
             return Some(cached.agent_settings);
         }
         let failing = self
@@ -98,6 +114,7 @@ impl Agents {
         match tokio::time::timeout(wait, self.inner.store.agent(agent_id)).await {
             Ok(Ok(Some(agent))) => {
                 remember(&self.inner.cache, &agent).await;
+                self.local_put(agent_id, &agent.settings);
                 Some(agent.settings)
             }
             Ok(Ok(None)) => None,
@@ -115,6 +132,35 @@ impl Agents {
                 self.load_in_background(agent_id);
                 None
             }
+        }
+    }
+
+    /// Replaces an agent's settings in the cache (and this process's memo) at once, e.g. when
+    /// auto-containment pauses it.
+    pub async fn replace(&self, agent_id: &str, settings: &AgentSettings) {
+        let key = keys::quota_agent(agent_id);
+        let value = CachedAgent {
+            agent_settings: settings.clone(),
+        };
+        self.inner.cache.put_json(&key, &value, Some(key.ttl)).await;
+        self.local_put(agent_id, settings);
+    }
+
+    fn local_get(&self, agent_id: &str) -> Option<AgentSettings> {
+        let local = self.inner.local.as_ref()?.lock().ok()?;
+        let (settings, at) = local.get(agent_id)?;
+        (at.elapsed() < LOCAL_TTL).then(|| settings.clone())
+    }
+
+    fn local_put(&self, agent_id: &str, settings: &AgentSettings) {
+        if let Some(Ok(mut local)) = self.inner.local.as_ref().map(|l| l.lock()) {
+            if local.len() >= LOCAL_MAX {
+                local.clear();
+            }
+            local.insert(
+                agent_id.to_owned(),
+                (settings.clone(), std::time::Instant::now()),
+            );
         }
     }
 

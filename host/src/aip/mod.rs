@@ -178,6 +178,12 @@ impl Aip {
         })
     }
 
+    /// Whether a check can run at all (a runnable policy or the hybrid service); when not,
+    /// checks answer `skipped` without reading anything.
+    pub fn will_check(&self) -> bool {
+        (self.hybrid.is_some() && !self.llm_configured) || !self.chain().is_empty()
+    }
+
     /// Starts reading the database inputs of a check of this agent's session.
     pub fn prefetch(self: &Arc<Self>, identity: &AgentIdentity) -> Arc<Prefetch> {
         let this = self.clone();
@@ -695,16 +701,21 @@ impl Aip {
         // (the original only deleted the key, so a cold cache let the agent through).
         let mut paused = settings.clone();
         paused.containment_status = ContainmentStatus::Paused;
-        let key = keys::quota_agent(&identity.agent_id);
-        self.cache
-            .put_json(
-                &key,
-                &CachedAgent {
-                    agent_settings: paused,
-                },
-                Some(key.ttl),
-            )
-            .await;
+        match &self.agents {
+            Some(agents) => agents.replace(&identity.agent_id, &paused).await,
+            None => {
+                let key = keys::quota_agent(&identity.agent_id);
+                self.cache
+                    .put_json(
+                        &key,
+                        &CachedAgent {
+                            agent_settings: paused,
+                        },
+                        Some(key.ttl),
+                    )
+                    .await;
+            }
+        }
         tracing::warn!(agent = %identity.agent_id, streak, "agent auto-contained (paused)");
     }
 

@@ -252,7 +252,7 @@ impl Proxy {
         // while the request goes upstream. (A stream's check runs after the stream; it reads
         // them then.)
         let prefetch = match &aip {
-            Some((aip, _)) if !streaming_requested => aip.prefetch(&identity),
+            Some((aip, _)) if !streaming_requested && aip.will_check() => aip.prefetch(&identity),
             _ => Arc::new(crate::aip::Prefetch::empty()),
         };
         let uri = match upstream_uri(&adapter.upstream, rest, query) {

@@ -189,6 +189,69 @@ async fn agent_settings_are_read_through_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_agent_settings_are_read_once_a_second_not_per_request() {
+    let mock = mock().await;
+    let prefix = format!("it-memo-{}-", std::process::id());
+    let gateway = TestGateway::start(
+        &mock,
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("MNEMOM_CACHE_PREFIX", prefix.as_str()),
+            ("MNEMOM_WRITER_FLUSH_INTERVAL_MS", "20"),
+        ],
+    )
+    .await;
+    let base = gateway.url("");
+    assert!(one_request(&base, "sk-memo", 0).await);
+    let data = gateway.data_dir.clone();
+    eventually("the agent exists", Duration::from_secs(10), 1, || {
+        sqlite_count(&data, "SELECT count(*) FROM agents")
+    })
+    .await;
+    let gets = || async {
+        gateway
+            .metric("gateway_cache_operations_total{operation=\"get\",result=\"hit\"}")
+            .await
+            .unwrap_or(0.0)
+            + gateway
+                .metric("gateway_cache_operations_total{operation=\"get\",result=\"miss\"}")
+                .await
+                .unwrap_or(0.0)
+    };
+    // Load the settings into this process once, then ten requests within the second.
+    assert!(one_request(&base, "sk-memo", 1).await);
+    let before = gets().await;
+    for n in 2..12 {
+        assert!(one_request(&base, "sk-memo", n).await);
+    }
+    let during = gets().await - before;
+    assert!(during <= 1.0, "{during} Redis reads for ten requests");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = gets().await;
+    assert!(one_request(&base, "sk-memo", 12).await);
+    assert_eq!(
+        gets().await - before,
+        1.0,
+        "after a second Redis is asked again"
+    );
+    gateway.stop().await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_redis_costs_the_cache_not_the_requests() {
     let mut relay = TcpRelay::start("127.0.0.1:6379".parse().unwrap()).await;
     let redis_url = format!("redis://{}", relay.addr);
