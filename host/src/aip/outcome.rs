@@ -84,14 +84,15 @@ impl CheckpointSummary {
 }
 
 /// The original's signal: clear → continue; review → log; violation → deny when a concern is
-/// critical, else pause for review.
+/// critical, else pause for review (the SDK's rule, shared with policies).
 pub fn recommended_action(verdict: Verdict, any_critical: bool) -> &'static str {
-    match verdict {
-        Verdict::Clear => "continue",
-        Verdict::ReviewNeeded => "log_and_continue",
-        Verdict::BoundaryViolation if any_critical => "deny_and_escalate",
-        Verdict::BoundaryViolation => "pause_for_review",
-    }
+    use mnemom_plugin_sdk::verdict::Verdict as Rule;
+    let verdict = match verdict {
+        Verdict::Clear => Rule::Clear,
+        Verdict::ReviewNeeded => Rule::ReviewNeeded,
+        Verdict::BoundaryViolation => Rule::BoundaryViolation,
+    };
+    mnemom_plugin_sdk::verdict::recommended_action(verdict, any_critical)
 }
 
 /// The result of the AIP stage for one response.
@@ -231,12 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn actions() {
-        assert_eq!(recommended_action(Verdict::Clear, false), "continue");
-        assert_eq!(
-            recommended_action(Verdict::ReviewNeeded, true),
-            "log_and_continue"
-        );
+    fn actions_follow_the_sdk_rule_and_reasons_are_headers() {
         assert_eq!(
             recommended_action(Verdict::BoundaryViolation, false),
             "pause_for_review"

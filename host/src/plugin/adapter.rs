@@ -358,23 +358,7 @@ impl AdapterPlugin {
     }
 
     fn classify(&self, store: &Store<PluginState>, error: wasmtime::Error) -> PluginError {
-        let plugin = self.manifest.name.clone();
-        if store.data().limiter.denied() {
-            return PluginError::Memory {
-                plugin,
-                cap_mb: self.manifest.limits.memory_bytes >> 20,
-            };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PluginError::Timeout {
-                plugin,
-                deadline_ms: self.manifest.limits.timeout.as_millis() as u64,
-            },
-            _ => PluginError::Trap {
-                plugin,
-                message: format!("{error:#}"),
-            },
-        }
+        classify_call_error(&self.manifest, store.data().limiter.denied(), error)
     }
 
     fn record(&self, function: &str, started: Instant, result: &Result<(), PluginError>) {
@@ -496,6 +480,32 @@ impl AdapterPlugin {
             b.mnemom_gateway_adapter().call_map_error(s, error).await
         })
         .await
+    }
+}
+
+/// Types a failed call: past the memory cap (`memory_denied`), past the deadline (an epoch
+/// interrupt), or any other trap. Shared by adapters and policies.
+pub fn classify_call_error(
+    manifest: &Manifest,
+    memory_denied: bool,
+    error: wasmtime::Error,
+) -> PluginError {
+    let plugin = manifest.name.clone();
+    if memory_denied {
+        return PluginError::Memory {
+            plugin,
+            cap_mb: manifest.limits.memory_bytes >> 20,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Timeout {
+            plugin,
+            deadline_ms: manifest.limits.timeout.as_millis() as u64,
+        },
+        _ => PluginError::Trap {
+            plugin,
+            message: format!("{error:#}"),
+        },
     }
 }
 

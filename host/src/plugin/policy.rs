@@ -419,23 +419,11 @@ impl PolicyPlugin {
     }
 
     fn classify(&self, store: &Store<PolicyState>, error: wasmtime::Error) -> PluginError {
-        let plugin = self.manifest.name.clone();
-        if store.data().base.limiter.denied() {
-            return PluginError::Memory {
-                plugin,
-                cap_mb: self.manifest.limits.memory_bytes >> 20,
-            };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PluginError::Timeout {
-                plugin,
-                deadline_ms: self.manifest.limits.timeout.as_millis() as u64,
-            },
-            _ => PluginError::Trap {
-                plugin,
-                message: format!("{error:#}"),
-            },
-        }
+        super::adapter::classify_call_error(
+            &self.manifest,
+            store.data().base.limiter.denied(),
+            error,
+        )
     }
 
     fn record(&self, function: &str, started: Instant, result: &'static str) {
