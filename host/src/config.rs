@@ -56,6 +56,54 @@ impl ConfigSource for MapSource {
     }
 }
 
+/// A whole number from `range`, or `default` when `key` is unset; anything else is an error
+/// naming the variable. The one parser of bounded numeric settings.
+pub fn bounded(
+    source: &dyn ConfigSource,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = source.get(key) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(ConfigError::new(
+            key,
+            format!(
+                "`{}` is not a whole number from {} to {}",
+                raw.trim(),
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// [`bounded`] milliseconds as a duration.
+pub fn bounded_millis(
+    source: &dyn ConfigSource,
+    key: &str,
+    default: Duration,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+    bounded(source, key, default, range).map(Duration::from_millis)
+}
+
+/// A boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`, any case), or `default` when unset.
+pub fn boolean(source: &dyn ConfigSource, key: &str, default: bool) -> Result<bool, ConfigError> {
+    match source.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(key, format!("`{v}` is not true or false"))),
+        },
+    }
+}
+
 /// A configuration value that cannot be used. The message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {variable}: {reason}")]
@@ -203,22 +251,7 @@ impl Config {
                 }
             },
         };
-        let aip_enabled = match source
-            .get("AIP_ENABLED")
-            .map(|v| v.trim().to_ascii_lowercase())
-        {
-            None => true,
-            Some(v) => match v.as_str() {
-                "false" | "0" | "no" | "off" => false,
-                "true" | "1" | "yes" | "on" => true,
-                _ => {
-                    return Err(ConfigError::new(
-                        "AIP_ENABLED",
-                        format!("`{v}` is not true or false"),
-                    ));
-                }
-            },
-        };
+        let aip_enabled = boolean(source, "AIP_ENABLED", true)?;
 
         let mut upstream_overrides = BTreeMap::new();
         for (key, value) in source.all() {

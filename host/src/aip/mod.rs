@@ -67,11 +67,6 @@ pub struct Prefetch(std::sync::Mutex<Option<tokio::task::JoinHandle<Inputs>>>);
 type Inputs = (Option<crate::store::ActiveCard>, Vec<WindowItem>);
 
 impl Prefetch {
-    /// A prefetch that holds nothing (the check reads its inputs itself).
-    pub fn empty() -> Self {
-        Self(std::sync::Mutex::new(None))
-    }
-
     fn take(&self) -> Option<tokio::task::JoinHandle<Inputs>> {
         self.0.lock().ok().and_then(|mut h| h.take())
     }

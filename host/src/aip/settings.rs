@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, ConfigSource};
+use crate::config::{ConfigError, ConfigSource, boolean, bounded};
 
 /// The policy chain used when `MNEMOM_AIP_POLICIES` is unset.
 pub const DEFAULT_POLICIES: &str = "aip-conscience";
@@ -76,24 +76,22 @@ impl AipSettings {
         Ok(Self {
             policies,
             budget: millis(source, "MNEMOM_AIP_TIMEOUT_MS", d.budget, 100, 120_000)?,
-            min_evidence_tokens: number(
+            min_evidence_tokens: bounded(
                 source,
                 "MNEMOM_AIP_MIN_EVIDENCE_TOKENS",
                 d.min_evidence_tokens as u64,
-                0,
-                1_000_000,
+                0..=1_000_000,
             )? as usize,
             task_context_user_text: boolean(
                 source,
                 "MNEMOM_AIP_TASK_CONTEXT_USER_TEXT",
                 d.task_context_user_text,
             )?,
-            drift_threshold: number(
+            drift_threshold: bounded(
                 source,
                 "MNEMOM_AIP_DRIFT_THRESHOLD",
                 d.drift_threshold as u64,
-                2,
-                10,
+                2..=10,
             )? as usize,
             db_timeout: millis(source, "MNEMOM_AIP_DB_TIMEOUT_MS", d.db_timeout, 10, 10_000)?,
             nudge_claim_timeout: millis(
@@ -114,25 +112,6 @@ fn error(variable: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn number(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(text) = source.get(key) else {
-        return Ok(default);
-    };
-    match text.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(error(
-            key,
-            format!("`{text}` must be a whole number between {min} and {max}"),
-        )),
-    }
-}
-
 fn millis(
     source: &dyn ConfigSource,
     key: &str,
@@ -140,19 +119,7 @@ fn millis(
     min: u64,
     max: u64,
 ) -> Result<Duration, ConfigError> {
-    number(source, key, default.as_millis() as u64, min, max).map(Duration::from_millis)
-}
-
-/// Parses a boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`).
-pub fn boolean(source: &dyn ConfigSource, key: &str, default: bool) -> Result<bool, ConfigError> {
-    match source.get(key).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) => match v.as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(error(key, format!("`{v}` is not true or false"))),
-        },
-    }
+    crate::config::bounded_millis(source, key, default, min..=max)
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 //! bad value stops the process with a message naming the variable; secrets are never echoed).
 
 use std::fmt;
-use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use http::{HeaderValue, Uri};
 
-use crate::config::{ConfigError, ConfigSource, parse_base_url};
+use crate::config::{ConfigError, ConfigSource, bounded, bounded_millis, parse_base_url};
 
 /// The analysis model of the original (`MNEMOM_ANALYSIS_MODEL` default).
 pub const DEFAULT_MODEL: &str = "claude-haiku-4-5-20251001";
@@ -183,7 +182,12 @@ impl AnalysisSettings {
             1..=8192,
         )?)
         .unwrap_or(DEFAULT_MAX_TOKENS);
-        let timeout = millis(source, "MNEMOM_ANALYSIS_TIMEOUT_MS", DEFAULT_TIMEOUT)?;
+        let timeout = bounded_millis(
+            source,
+            "MNEMOM_ANALYSIS_TIMEOUT_MS",
+            DEFAULT_TIMEOUT,
+            1..=600_000,
+        )?;
         let failures = u32::try_from(bounded(
             source,
             "MNEMOM_ANALYSIS_BREAKER_FAILURES",
@@ -221,7 +225,12 @@ impl AnalysisSettings {
             .get("MNEMOM_ANALYZE_URL")
             .map(|v| parse_analyze_url(v.trim()))
             .transpose()?;
-        let hybrid_timeout = millis(source, "MNEMOM_ANALYZE_TIMEOUT_MS", DEFAULT_TIMEOUT)?;
+        let hybrid_timeout = bounded_millis(
+            source,
+            "MNEMOM_ANALYZE_TIMEOUT_MS",
+            DEFAULT_TIMEOUT,
+            1..=600_000,
+        )?;
         let hybrid = match (&api_key, analyze_url, source.get("MNEMOM_API_KEY")) {
             (None, Some(url), Some(key)) => Some(HybridSettings {
                 url,
@@ -298,38 +307,6 @@ fn validate_model(variable: &str, name: &str) -> Result<String, ConfigError> {
                 "`{name}` is not a model name (1 to {MAX_MODEL_LEN} visible ASCII characters)"
             ),
         })
-    }
-}
-
-fn millis(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-    bounded(source, key, default, 1..=600_000).map(Duration::from_millis)
-}
-
-fn bounded(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: u64,
-    range: RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = source.get(key) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<u64>() {
-        Ok(v) if range.contains(&v) => Ok(v),
-        _ => Err(ConfigError {
-            variable: key.to_owned(),
-            reason: format!(
-                "`{}` is not a whole number from {} to {}",
-                raw.trim(),
-                range.start(),
-                range.end()
-            ),
-        }),
     }
 }
 

@@ -107,19 +107,19 @@ impl CacheSettings {
         Ok(Self {
             redis,
             prefix,
-            op_timeout: Duration::from_millis(parse_bounded(
+            op_timeout: Duration::from_millis(crate::config::bounded(
                 source,
                 "MNEMOM_CACHE_TIMEOUT_MS",
                 50,
                 1..=60_000,
             )?),
-            connect_timeout: Duration::from_millis(parse_bounded(
+            connect_timeout: Duration::from_millis(crate::config::bounded(
                 source,
                 "MNEMOM_CACHE_CONNECT_TIMEOUT_MS",
                 2_000,
                 1..=60_000,
             )?),
-            max_entries: usize::try_from(parse_bounded(
+            max_entries: usize::try_from(crate::config::bounded(
                 source,
                 "MNEMOM_CACHE_MAX_ENTRIES",
                 100_000,
@@ -197,28 +197,6 @@ fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
         return Err(invalid("must not contain whitespace or control characters"));
     }
     Ok(())
-}
-
-fn parse_bounded(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = source.get(key) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<u64>() {
-        Ok(v) if range.contains(&v) => Ok(v),
-        _ => Err(ConfigError {
-            variable: key.to_owned(),
-            reason: format!(
-                "`{raw}` is not a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        }),
-    }
 }
 
 /// Which store backs the cache.

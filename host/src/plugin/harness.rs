@@ -450,7 +450,6 @@ fn judge(
                 .map(|c| format!("{}:{}", c.category, severity_str(c.severity)))
                 .collect();
             result.reasoning_summary = Some(report.reasoning_summary);
-            let _ = categories;
         }
     }
     result.passed = failures.is_empty();

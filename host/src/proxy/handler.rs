@@ -68,7 +68,7 @@ struct AipForward {
     settings: crate::store::AgentSettings,
     user_text: Option<String>,
     nudges_applied: usize,
-    prefetch: Arc<crate::aip::Prefetch>,
+    prefetch: Option<Arc<crate::aip::Prefetch>>,
 }
 
 /// What the request stage hands to the response stage.
@@ -101,15 +101,13 @@ impl Proxy {
             Ok(response) => response,
             Err(error) => {
                 let response = error.into_response(adapter).await;
-                let status = response.status().as_u16().to_string();
-                self.metrics
-                    .requests_total
-                    .with_label_values(&[&provider, &status])
-                    .inc();
-                self.metrics
-                    .request_duration
-                    .with_label_values(&[&provider])
-                    .observe(arrived.elapsed().as_secs_f64());
+                count_response(
+                    &self.metrics,
+                    &provider,
+                    response.status().as_str(),
+                    arrived.elapsed(),
+                    None,
+                );
                 response
             }
         }
@@ -252,8 +250,10 @@ impl Proxy {
         // while the request goes upstream. (A stream's check runs after the stream; it reads
         // them then.)
         let prefetch = match &aip {
-            Some((aip, _)) if !streaming_requested && aip.will_check() => aip.prefetch(&identity),
-            _ => Arc::new(crate::aip::Prefetch::empty()),
+            Some((aip, _)) if !streaming_requested && aip.will_check() => {
+                Some(aip.prefetch(&identity))
+            }
+            _ => None,
         };
         let uri = match upstream_uri(&adapter.upstream, rest, query) {
             Ok(uri) => uri,
@@ -455,18 +455,7 @@ impl Proxy {
         let finisher: Box<dyn FnOnce(BodyOutcome) + Send> = Box::new(move |outcome| {
             let total = arrived.elapsed();
             metrics.active_streams.dec();
-            metrics
-                .requests_total
-                .with_label_values(&[&provider, &status_label])
-                .inc();
-            metrics
-                .request_duration
-                .with_label_values(&[&provider])
-                .observe(total.as_secs_f64());
-            metrics
-                .overhead_seconds
-                .with_label_values(&[&provider])
-                .observe(overhead.as_secs_f64());
+            count_response(&metrics, &provider, &status_label, total, Some(overhead));
             if outcome == BodyOutcome::UpstreamError {
                 metrics
                     .upstream_errors_total
@@ -553,13 +542,9 @@ impl Proxy {
                 return Ok(response);
             }
             super::body::Held::Complete(chunks) => {
-                let mut bytes = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
-                for chunk in &chunks {
-                    bytes.extend_from_slice(chunk);
-                }
-                let bytes = Bytes::from(bytes);
+                let bytes = concat(chunks);
                 let (extracted, note) =
-                    match decode(bytes.to_vec(), &encoding, self.config.max_capture_bytes) {
+                    match decode(bytes.clone(), &encoding, self.config.max_capture_bytes) {
                         Err(note) => (None, Some(note)),
                         Ok(plain) => match adapter.plugin.parse_response(&plain).await {
                             Ok(extraction) => (Some(Extracted::from(extraction)), None),
@@ -591,7 +576,7 @@ impl Proxy {
                             extracted: extracted.clone(),
                             user_text: ctx.user_text.clone(),
                             streaming: false,
-                            prefetch: Some(ctx.prefetch.clone()),
+                            prefetch: ctx.prefetch.clone(),
                         };
                         match tokio::time::timeout(aip.settings().budget, aip.check(request)).await
                         {
@@ -651,22 +636,13 @@ impl Proxy {
         let provider = &forwarded.provider;
         let total = forwarded.arrived.elapsed();
         let metrics = &self.metrics;
-        metrics
-            .requests_total
-            .with_label_values(&[provider, status.as_str()])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[provider])
-            .observe(total.as_secs_f64());
-        metrics
-            .overhead_seconds
-            .with_label_values(&[provider])
-            .observe(
-                total
-                    .saturating_sub(upstream_wait + body_time)
-                    .as_secs_f64(),
-            );
+        count_response(
+            metrics,
+            provider,
+            status.as_str(),
+            total,
+            Some(total.saturating_sub(upstream_wait + body_time)),
+        );
         metrics
             .extractions_total
             .with_label_values(&[
@@ -811,7 +787,7 @@ impl ExtractionTask {
                 extracted: extracted.clone(),
                 user_text: ctx.user_text.clone(),
                 streaming: true,
-                prefetch: Some(ctx.prefetch.clone()),
+                prefetch: ctx.prefetch.clone(),
             };
             let aip = aip.clone();
             let guard = self.proxy.in_flight.enter();
@@ -900,11 +876,11 @@ impl ExtractionTask {
         chunks: Vec<Bytes>,
         encoding: &str,
     ) -> (Option<Extracted>, Option<String>) {
-        let mut body = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
-        for chunk in &chunks {
-            body.extend_from_slice(chunk);
-        }
-        let body = match decode(body, encoding, self.proxy.config.max_capture_bytes) {
+        let body = match decode(
+            concat(chunks),
+            encoding,
+            self.proxy.config.max_capture_bytes,
+        ) {
             Ok(body) => body,
             Err(note) => return (None, Some(note)),
         };
@@ -924,35 +900,73 @@ impl ExtractionTask {
     }
 }
 
-/// Decompresses a captured body for extraction (the client always gets the original bytes).
-fn decode(body: Vec<u8>, encoding: &str, limit: usize) -> Result<Vec<u8>, String> {
+/// Counts one answered request: `requests_total{provider,status}`, its duration, and the
+/// gateway's own share of it (`overhead_seconds`) when known.
+fn count_response(
+    metrics: &Metrics,
+    provider: &str,
+    status: &str,
+    total: Duration,
+    overhead: Option<Duration>,
+) {
+    metrics
+        .requests_total
+        .with_label_values(&[provider, status])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[provider])
+        .observe(total.as_secs_f64());
+    if let Some(overhead) = overhead {
+        metrics
+            .overhead_seconds
+            .with_label_values(&[provider])
+            .observe(overhead.as_secs_f64());
+    }
+}
+
+/// One buffer from a body's chunks (no copy when there is a single chunk).
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() <= 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut body = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for chunk in &chunks {
+        body.extend_from_slice(chunk);
+    }
+    Bytes::from(body)
+}
+
+/// Decompresses a captured body for extraction (the client always gets the original bytes);
+/// an uncompressed body is returned as is, without a copy.
+fn decode(body: Bytes, encoding: &str, limit: usize) -> Result<Bytes, String> {
     let mut out = Vec::new();
     let read = match encoding {
         "" | "identity" => return Ok(body),
-        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(body.as_slice())
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(&body[..])
             .take(limit as u64 + 1)
             .read_to_end(&mut out),
         "deflate" => {
-            let zlib = flate2::read::ZlibDecoder::new(body.as_slice())
+            let zlib = flate2::read::ZlibDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out);
             if zlib.is_err() {
                 out.clear();
-                flate2::read::DeflateDecoder::new(body.as_slice())
+                flate2::read::DeflateDecoder::new(&body[..])
                     .take(limit as u64 + 1)
                     .read_to_end(&mut out)
             } else {
                 zlib
             }
         }
-        "br" => brotli_decompressor::Decompressor::new(body.as_slice(), 4096)
+        "br" => brotli_decompressor::Decompressor::new(&body[..], 4096)
             .take(limit as u64 + 1)
             .read_to_end(&mut out),
         other => return Err(format!("unsupported content-encoding `{other}`")),
     };
     match read {
         Ok(n) if n > limit => Err("decompressed body exceeds the capture limit".to_owned()),
-        Ok(_) => Ok(out),
+        Ok(_) => Ok(Bytes::from(out)),
         Err(e) => Err(format!("could not decompress ({encoding}): {e}")),
     }
 }
@@ -1043,8 +1057,13 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(&vec![b'a'; 10_000]).unwrap();
         let gz = enc.finish().unwrap();
-        assert_eq!(decode(gz.clone(), "gzip", 20_000).unwrap().len(), 10_000);
-        assert!(decode(gz, "gzip", 1_000).is_err());
-        assert!(decode(b"x".to_vec(), "zstd", 10).is_err());
+        assert_eq!(
+            decode(Bytes::from(gz.clone()), "gzip", 20_000)
+                .unwrap()
+                .len(),
+            10_000
+        );
+        assert!(decode(Bytes::from(gz), "gzip", 1_000).is_err());
+        assert!(decode(Bytes::from_static(b"x"), "zstd", 10).is_err());
     }
 }

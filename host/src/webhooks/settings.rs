@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::config::bounded;
+
 use crate::config::{ConfigError, ConfigSource};
 
 /// Validated webhook settings.
@@ -160,30 +162,4 @@ fn parse_delays(value: &str) -> Result<Vec<Duration>, ConfigError> {
         return Err(error(VARIABLE, "at most 20 retries"));
     }
     Ok(delays)
-}
-
-fn bounded(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let Some(v) = source.get(key) else {
-        return Ok(default);
-    };
-    let parsed: u64 = v
-        .trim()
-        .parse()
-        .map_err(|_| error(key, format!("`{v}` is not a valid number")))?;
-    if !range.contains(&parsed) {
-        return Err(error(
-            key,
-            format!(
-                "{parsed} is out of range ({} to {})",
-                range.start(),
-                range.end()
-            ),
-        ));
-    }
-    Ok(parsed)
 }

@@ -5,7 +5,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{ConfigError, ConfigSource};
+use crate::config::{ConfigError, ConfigSource, bounded};
 
 /// When appended journal records are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,26 +157,4 @@ fn millis(d: Duration) -> u64 {
 
 fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
-}
-
-fn bounded(
-    source: &dyn ConfigSource,
-    key: &str,
-    default: u64,
-    range: RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = source.get(key) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<u64>() {
-        Ok(v) if range.contains(&v) => Ok(v),
-        _ => Err(ConfigError {
-            variable: key.to_owned(),
-            reason: format!(
-                "`{raw}` is not a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        }),
-    }
 }
