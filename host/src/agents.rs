@@ -20,9 +20,9 @@ use crate::store::{Agent, AgentSettings, Store};
 /// probably down; every request would otherwise start one).
 const LOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// With Redis, settings read from it are kept in this process for this long, so a request does
-/// not pay a Redis round trip; a change made on another pod is seen within this time (changes
-/// made here — auto-containment — are seen at once).
+/// Settings read from the cache are kept in this process for this long, decoded, so a request
+/// pays neither a Redis round trip nor a JSON decode; a change made on another pod is seen within
+/// this time (changes made here — auto-containment — are seen at once).
 const LOCAL_TTL: Duration = Duration::from_secs(1);
 /// Agents whose settings are kept locally; the memo is cleared when it grows beyond this.
 const LOCAL_MAX: usize = 100_000;
@@ -55,18 +55,16 @@ struct Inner {
     store: Store,
     loading: Mutex<HashSet<String>>,
     retry_after: Mutex<Option<tokio::time::Instant>>,
-    /// In front of Redis only (the in-process cache is already local).
-    local: Option<Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>>,
+    /// Decoded settings in front of the cache (Redis or in-process).
+    local: Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>,
 }
 
 impl Agents {
     /// Settings read from `cache`, loaded from `store` on a miss.
     pub fn new(cache: Cache, store: Store) -> Self {
-        let local = (cache.backend() == crate::cache::BackendKind::Redis)
-            .then(|| Mutex::new(std::collections::HashMap::new()));
         Self {
             inner: Arc::new(Inner {
-                local,
+                local: Mutex::new(std::collections::HashMap::new()),
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -147,13 +145,13 @@ impl Agents {
     }
 
     fn local_get(&self, agent_id: &str) -> Option<AgentSettings> {
-        let local = self.inner.local.as_ref()?.lock().ok()?;
+        let local = self.inner.local.lock().ok()?;
         let (settings, at) = local.get(agent_id)?;
         (at.elapsed() < LOCAL_TTL).then(|| settings.clone())
     }
 
     fn local_put(&self, agent_id: &str, settings: &AgentSettings) {
-        if let Some(Ok(mut local)) = self.inner.local.as_ref().map(|l| l.lock()) {
+        if let Ok(mut local) = self.inner.local.lock() {
             if local.len() >= LOCAL_MAX {
                 local.clear();
             }

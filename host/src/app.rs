@@ -24,7 +24,7 @@ use crate::proxy::body::GatewayBody;
 use crate::proxy::error::not_found;
 use crate::proxy::exchange::ExchangeObserver;
 use crate::proxy::handler::Proxy;
-use crate::proxy::upstream::build_client;
+use crate::proxy::upstream::UpstreamClients;
 use crate::store::{AgentSettings, OpenError, Store, StoreConfig};
 use crate::usage::UsageRecorder;
 use crate::writer::{JournalError, Writer, WriterSettings};
@@ -277,11 +277,12 @@ impl App {
         let proxy = Arc::new(Proxy {
             config: config.clone(),
             metrics: metrics.clone(),
-            client: build_client(config.connect_timeout),
+            clients: UpstreamClients::new(config.connect_timeout, config.worker_threads),
             observer,
             license: license.clone(),
             in_flight,
             aip: Some(Arc::new(aip)),
+            background: tokio::runtime::Handle::current(),
         });
         Ok(Arc::new(Self {
             config,
@@ -425,6 +426,18 @@ impl App {
             .license
             .spawn_refresher(crate::license::REFRESH_INTERVAL);
         let mut scheduler = self.start_scheduler();
+        // Connections are served on the request workers; this runtime accepts and runs the
+        // background work (writer, reloads, schedules).
+        let workers = match self.config.worker_threads {
+            0 => None,
+            count => match crate::workers::Workers::start(count) {
+                Ok(workers) => Some(workers),
+                Err(e) => {
+                    tracing::error!(error = %e, "request workers could not start; serving on the main runtime");
+                    None
+                }
+            },
+        };
         self.lifecycle.mark_started();
         tokio::pin!(shutdown);
         loop {
@@ -441,7 +454,7 @@ impl App {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    self.spawn_connection(&builder, &graceful, stream, remote);
+                    self.spawn_connection(&builder, &graceful, workers.as_ref(), stream, remote);
                 }
             }
         }
@@ -481,6 +494,8 @@ impl App {
                 "background writer drained"
             );
         }
+        // Last: tasks still on a worker (connections past the grace period) end here.
+        drop(workers);
     }
 
     /// The observer's scheduler, in the observer and `all` roles when there is a database.
@@ -507,6 +522,7 @@ impl App {
         self: &Arc<Self>,
         builder: &auto::Builder<TokioExecutor>,
         graceful: &hyper_util::server::graceful::GracefulShutdown,
+        workers: Option<&crate::workers::Workers>,
         stream: tokio::net::TcpStream,
         remote: SocketAddr,
     ) {
@@ -515,15 +531,35 @@ impl App {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.route(request).await) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        // The socket moves to the worker's reactor: the accepting runtime only hands it over.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "accepted connection could not be handed to a worker");
+                return;
+            }
+        };
+        let serve = async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "accepted connection could not be handed to a worker");
+                    return;
+                }
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
-        });
+        };
+        match workers {
+            Some(workers) => workers.spawn(serve),
+            None => drop(tokio::spawn(serve)),
+        }
     }
 }
 

@@ -203,6 +203,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Request worker threads (`MNEMOM_WORKER_THREADS`, default: the CPUs the process may use);
+    /// 0 serves connections on the main multi-threaded runtime instead.
+    pub worker_threads: usize,
 }
 
 impl Config {
@@ -341,6 +344,12 @@ impl Config {
                 "MNEMOM_SHUTDOWN_GRACE_SECONDS",
                 25u64,
             )?),
+            worker_threads: bounded(
+                source,
+                "MNEMOM_WORKER_THREADS",
+                crate::workers::default_count() as u64,
+                0..=256,
+            )? as usize,
         })
     }
 
@@ -415,6 +424,14 @@ mod tests {
         assert_eq!(c.role, Role::Gateway);
         assert_eq!(c.max_request_bytes, 10 * 1024 * 1024);
         assert!(c.aip_enabled);
+        assert_eq!(c.worker_threads, crate::workers::default_count());
+        assert!(c.worker_threads >= 1);
+        assert_eq!(
+            config(&[("MNEMOM_WORKER_THREADS", "0")])
+                .unwrap()
+                .worker_threads,
+            0
+        );
     }
 
     #[test]
@@ -429,6 +446,8 @@ mod tests {
             ("OPENAI_BASE_URL", "http://"),
             ("MNEMOM_UPSTREAM_IDLE_TIMEOUT_MS", "0"),
             ("AIP_ENABLED", "maybe"),
+            ("MNEMOM_WORKER_THREADS", "many"),
+            ("MNEMOM_WORKER_THREADS", "257"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.variable, key, "{key}={value}");

@@ -17,4 +17,5 @@ pub mod proxy;
 pub mod store;
 pub mod usage;
 pub mod webhooks;
+pub mod workers;
 pub mod writer;

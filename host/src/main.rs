@@ -132,7 +132,18 @@ fn serve() -> ExitCode {
         }
     };
     mnemom_gateway::logging::init(config.log_level, config.role.as_str());
-    let result = runtime().and_then(|rt| rt.block_on(run(config)));
+    // Requests are served on their own worker threads (MNEMOM_WORKER_THREADS); this runtime
+    // accepts connections and runs the background work.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(1);
+    }
+    let main_runtime = builder
+        .thread_name("mnemom-main")
+        .enable_all()
+        .build()
+        .context("starting the async runtime");
+    let result = main_runtime.and_then(|rt| rt.block_on(run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -229,6 +229,10 @@ build() {
     if [[ $SKIP_BUILD == 1 ]]; then
         log "skipping the build (BENCH_SKIP_BUILD=1)"
     else
+        if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+            log "installing the wasm32-wasip2 target (the embedded plugins are built for it)"
+            rustup target add wasm32-wasip2 >&2
+        fi
         log "building mnemom-gateway and mock-provider (release; the first build compiles wasmtime, ~10 min)"
         cargo build --release -p mnemom-gateway -p mnemom-mock-provider >&2
         if cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q '"name":"mnemom-bench"'; then
@@ -544,7 +548,7 @@ measure_latency() {
 }
 
 median() { # median VALUE...
-    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }' || true # no values: empty
 }
 
 finish_latency() {

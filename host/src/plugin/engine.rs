@@ -50,10 +50,13 @@ impl PluginEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        // Plugins are small; keep reserved address space modest so thousands of concurrent
-        // instances do not exhaust virtual memory.
-        config.memory_reservation(64 << 20);
-        config.memory_guard_size(64 << 10);
+        // Reserve the whole 32-bit range (plus a guard) for each linear memory: compiled code
+        // then needs no bounds check on loads and stores (out-of-range accesses fault into the
+        // guard and trap). Only address space is reserved, never memory; the memory cap is the
+        // manifest's limit, enforced by the store's limiter. 10,000 live instances reserve
+        // ~40 TiB of the 128 TiB a 64-bit process has.
+        config.memory_reservation(4 << 30);
+        config.memory_guard_size(32 << 20);
         config.max_wasm_stack(512 << 10);
         config.async_stack_size(1 << 20);
         let engine = Engine::new(&config).map_err(|e| CompileError::Engine(e.to_string()))?;

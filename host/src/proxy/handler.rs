@@ -20,7 +20,7 @@ use super::extract::{Extracted, StreamAccumulator};
 use super::headers::{self, add_cors};
 use super::identity::{AgentIdentity, KeyError, extract_key};
 use super::sse::Framer;
-use super::upstream::UpstreamClient;
+use super::upstream::UpstreamClients;
 use crate::aip::{Aip, CheckRequest, NudgeClaim, Outcome, VerdictLabel};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -46,8 +46,8 @@ pub struct Proxy {
     pub config: Arc<Config>,
     /// Metrics.
     pub metrics: Metrics,
-    /// Upstream client.
-    pub client: UpstreamClient,
+    /// Upstream clients (one per request worker).
+    pub clients: UpstreamClients,
     /// Receives completed exchanges.
     pub observer: Arc<dyn ExchangeObserver>,
     /// The verified license (gates every proxied request).
@@ -56,6 +56,10 @@ pub struct Proxy {
     pub in_flight: InFlight,
     /// The AIP pipeline (absent in gateways built without it).
     pub aip: Option<Arc<Aip>>,
+    /// Where response extraction runs (the runtime that built the gateway, not a request
+    /// worker): parsing a finished stream must not delay the requests of the worker it came
+    /// from.
+    pub background: tokio::runtime::Handle,
 }
 
 /// How long a request may wait for its agent's settings on a cold cache (loaded from the
@@ -278,7 +282,7 @@ impl Proxy {
         let sent = Instant::now();
         let response = match tokio::time::timeout(
             self.config.first_byte_timeout,
-            self.client.request(upstream_request),
+            self.clients.current().request(upstream_request),
         )
         .await
         {
@@ -482,7 +486,7 @@ impl Proxy {
         );
 
         if let Some((task, source, end_rx)) = spawned {
-            tokio::spawn(task.run(source, end_rx));
+            drop(self.background.spawn(task.run(source, end_rx)));
         }
 
         let mut response = Response::new(BodyExt::boxed_unsync(body));

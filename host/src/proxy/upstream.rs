@@ -33,3 +33,30 @@ pub fn build_client(connect_timeout: Duration) -> UpstreamClient {
         .pool_max_idle_per_host(1024)
         .build(https)
 }
+
+/// One upstream client per request worker plus one for everything else: a worker's requests
+/// reuse connections whose tasks run on the same worker, so no request crosses threads.
+#[derive(Debug)]
+pub struct UpstreamClients {
+    per_worker: Vec<UpstreamClient>,
+    shared: UpstreamClient,
+}
+
+impl UpstreamClients {
+    /// Clients for `workers` request workers.
+    pub fn new(connect_timeout: Duration, workers: usize) -> Self {
+        Self {
+            per_worker: (0..workers)
+                .map(|_| build_client(connect_timeout))
+                .collect(),
+            shared: build_client(connect_timeout),
+        }
+    }
+
+    /// The calling worker's client (the shared one off the workers).
+    pub fn current(&self) -> &UpstreamClient {
+        crate::workers::current()
+            .and_then(|index| self.per_worker.get(index))
+            .unwrap_or(&self.shared)
+    }
+}

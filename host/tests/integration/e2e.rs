@@ -358,3 +358,60 @@ async fn streams_are_not_buffered() {
         "first {first_at:?}, total {total:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_served_on_request_workers_or_on_the_main_runtime() {
+    let mock = mock().await;
+    // 3 workers (more than this machine's CPUs: connections are spread round robin) and 0 (no
+    // workers: connections run on the runtime that accepts them).
+    for workers in ["3", "0"] {
+        let gateway = TestGateway::start(&mock, &[("MNEMOM_WORKER_THREADS", workers)]).await;
+        let mut calls = Vec::new();
+        for i in 0..8 {
+            let (fixture_name, body) = if i % 2 == 0 {
+                (
+                    "anthropic/messages-thinking-signature-text.json",
+                    r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"messages":[{"role":"user","content":"hi"}]}"#,
+                )
+            } else {
+                (
+                    "anthropic/messages-stream-thinking-signature-text.sse",
+                    r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                )
+            };
+            let url = gateway.url("/anthropic/v1/messages");
+            calls.push(tokio::spawn(async move {
+                let response = post(
+                    &url,
+                    &[
+                        ("x-api-key", ANTHROPIC_KEY),
+                        ("content-type", "application/json"),
+                        ("x-mock-fixture", fixture_name),
+                        ("x-mock-chunk", "bytes:64"),
+                    ],
+                    body,
+                )
+                .await;
+                (fixture_name, response)
+            }));
+        }
+        for call in calls {
+            let (fixture_name, response) = call.await.unwrap();
+            assert_eq!(response.status, 200, "workers={workers}: {fixture_name}");
+            assert_eq!(
+                response.body.as_ref(),
+                fixture(fixture_name).as_slice(),
+                "workers={workers}: {fixture_name}: bytes differ"
+            );
+        }
+        let exchanges = gateway.collector.wait_for(8).await;
+        assert!(
+            exchanges.iter().all(|e| e.extracted.is_some()),
+            "workers={workers}: every exchange extracted"
+        );
+        // A graceful stop returns (the workers stop after the connections drained).
+        tokio::time::timeout(std::time::Duration::from_secs(10), gateway.stop())
+            .await
+            .unwrap_or_else(|_| panic!("workers={workers}: the gateway did not stop"));
+    }
+}
