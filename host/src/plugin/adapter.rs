@@ -165,6 +165,8 @@ pub struct AdapterPlugin {
     identity: Arc<PluginIdentity>,
     idle: Mutex<Vec<Warm>>,
     metrics: Metrics,
+    /// The series every request touches, resolved once.
+    hot_metrics: HotMetrics,
 }
 
 impl std::fmt::Debug for AdapterPlugin {
@@ -261,6 +263,7 @@ impl AdapterPlugin {
             config: manifest.config.clone(),
         });
         metrics.preset_plugin(&manifest.name);
+        let hot_metrics = HotMetrics::new(metrics, &manifest.name);
         let mut plugin = Self {
             descriptor: AdapterDescriptor {
                 name: String::new(),
@@ -275,6 +278,7 @@ impl AdapterPlugin {
             pre,
             identity,
             idle: Mutex::new(Vec::new()),
+            hot_metrics,
             metrics: metrics.clone(),
         };
         let raw = plugin.describe().await.map_err(LoadError::SmokeCall)?;
@@ -362,18 +366,26 @@ impl AdapterPlugin {
     }
 
     fn record(&self, function: &str, started: Instant, result: &Result<(), PluginError>) {
-        let label = match result {
-            Ok(()) => "success",
-            Err(e) => e.metric_result(),
-        };
-        self.metrics
-            .plugin_calls_total
-            .with_label_values(&[self.name(), label])
-            .inc();
-        self.metrics
-            .plugin_call_duration
-            .with_label_values(&[self.name(), function])
-            .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
+        let hot = &self.hot_metrics;
+        match result {
+            Ok(()) => hot.successes.inc(),
+            Err(e) => self
+                .metrics
+                .plugin_calls_total
+                .with_label_values(&[self.name(), e.metric_result()])
+                .inc(),
+        }
+        match function {
+            "transform-request" => hot.transform_request.observe(elapsed),
+            "parse-response" => hot.parse_response.observe(elapsed),
+            "parse-event" => hot.parse_event.observe(elapsed),
+            _ => self
+                .metrics
+                .plugin_call_duration
+                .with_label_values(&[self.name(), function])
+                .observe(elapsed),
+        }
     }
 
     fn adapter_error(&self, error: AdapterError) -> PluginError {
@@ -541,4 +553,32 @@ pub fn validate_descriptor(raw: wit_types::Descriptor) -> Result<AdapterDescript
         default_upstream: upstream,
         credential_sources: raw.credential_sources,
     })
+}
+
+/// An adapter's per-request metric series, resolved at load instead of looked up by label on
+/// every call.
+#[derive(Debug)]
+struct HotMetrics {
+    successes: prometheus::IntCounter,
+    transform_request: prometheus::Histogram,
+    parse_response: prometheus::Histogram,
+    parse_event: prometheus::Histogram,
+}
+
+impl HotMetrics {
+    fn new(metrics: &Metrics, plugin: &str) -> Self {
+        let duration = |function: &str| {
+            metrics
+                .plugin_call_duration
+                .with_label_values(&[plugin, function])
+        };
+        Self {
+            successes: metrics
+                .plugin_calls_total
+                .with_label_values(&[plugin, "success"]),
+            transform_request: duration("transform-request"),
+            parse_response: duration("parse-response"),
+            parse_event: duration("parse-event"),
+        }
+    }
 }

@@ -382,6 +382,11 @@ impl Proxy {
                     Outcome::because(VerdictLabel::Skipped, "compressed-stream")
                 }
                 Some(_) if is_sse => Outcome::label(VerdictLabel::Pending),
+                // No policy and no hybrid endpoint can run: nothing will judge the response, so
+                // it is not held; it streams through and is extracted in the background.
+                Some(_) if !aip.will_check() => {
+                    Outcome::because(VerdictLabel::Skipped, "no-analysis-configured")
+                }
                 Some(_) => {
                     let held = HeldResponse {
                         parts,
@@ -448,18 +453,20 @@ impl Proxy {
                 (BodyEnd::Task(end_tx), Some((task, source, end_rx)))
             }
         };
-        let metrics = self.metrics.clone();
+        // One reference for the finisher (cloning `Metrics` would take one per metric family).
+        let proxy = self.clone();
         let provider = adapter.plugin.descriptor().name.clone();
         let status_label = status.as_u16().to_string();
         let headers_ready = arrived.elapsed();
         // The gateway's own time: everything before the request left plus the time between the
         // upstream's headers and ours. Body streaming time belongs to the upstream.
         let overhead = headers_ready.saturating_sub(upstream_wait);
-        metrics.active_streams.inc();
+        self.metrics.active_streams.inc();
         let finisher: Box<dyn FnOnce(BodyOutcome) + Send> = Box::new(move |outcome| {
             let total = arrived.elapsed();
+            let metrics = &proxy.metrics;
             metrics.active_streams.dec();
-            count_response(&metrics, &provider, &status_label, total, Some(overhead));
+            count_response(metrics, &provider, &status_label, total, Some(overhead));
             if outcome == BodyOutcome::UpstreamError {
                 metrics
                     .upstream_errors_total

@@ -26,7 +26,8 @@ const AGENT_BY_HASH: &str = concat!(
 /// Timestamps are stored as fixed-width UTC text with milliseconds (what the schema's
 /// `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` defaults produce), so text order is time order.
 pub(super) fn timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    // The same text as the format string `%Y-%m-%dT%H:%M:%S%.3fZ`, without parsing one per call.
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn json(value: &serde_json::Value) -> String {
