@@ -55,6 +55,9 @@ struct Inner {
     store: Store,
     loading: Mutex<HashSet<String>>,
     retry_after: Mutex<Option<tokio::time::Instant>>,
+    /// The runtime that built this (the main one): database reads run there, so the pool's
+    /// connections belong to it rather than to a request worker.
+    home: Option<tokio::runtime::Handle>,
     /// Decoded settings in front of the cache (Redis or in-process).
     local: Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>,
 }
@@ -65,6 +68,7 @@ impl Agents {
         Self {
             inner: Arc::new(Inner {
                 local: Mutex::new(std::collections::HashMap::new()),
+                home: tokio::runtime::Handle::try_current().ok(),
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -109,7 +113,24 @@ impl Agents {
             self.load_in_background(agent_id);
             return None;
         }
-        match tokio::time::timeout(wait, self.inner.store.agent(agent_id)).await {
+        let store = self.inner.store.clone();
+        let id = agent_id.to_owned();
+        let read =
+            crate::workers::spawn_home(
+                self.inner.home.as_ref(),
+                async move { store.agent(&id).await },
+            );
+        let read = async move {
+            read.await.unwrap_or_else(|e| {
+                // Only when the main runtime is shutting down.
+                Err(crate::store::StoreError::Unavailable {
+                    target: "database".to_owned(),
+                    cause: format!("the read was cancelled: {e}"),
+                    source: None,
+                })
+            })
+        };
+        match tokio::time::timeout(wait, read).await {
             Ok(Ok(Some(agent))) => {
                 remember(&self.inner.cache, &agent).await;
                 self.local_put(agent_id, &agent.settings);
@@ -184,7 +205,8 @@ impl Agents {
         }
         let inner = self.inner.clone();
         let agent_id = agent_id.to_owned();
-        tokio::spawn(async move {
+        let home = self.inner.home.clone();
+        crate::workers::spawn_home(home.as_ref(), async move {
             match inner.store.agent(&agent_id).await {
                 Ok(Some(agent)) => remember(&inner.cache, &agent).await,
                 Ok(None) => {}

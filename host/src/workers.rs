@@ -22,6 +22,20 @@ pub fn current() -> Option<usize> {
     WORKER_INDEX.with(Cell::get)
 }
 
+/// Spawns `task` on `home` (the gateway's main runtime) when given, else on the current runtime.
+/// For work whose I/O resources outlive the request that started it (database connections a
+/// pool keeps): they are then registered with the main runtime, not a request worker.
+pub fn spawn_home<F>(home: Option<&Handle>, task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match home {
+        Some(home) => home.spawn(task),
+        None => tokio::spawn(task),
+    }
+}
+
 /// One worker: its runtime's handle and what stops it.
 #[derive(Debug)]
 struct Worker {

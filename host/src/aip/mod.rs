@@ -108,6 +108,8 @@ pub struct Aip {
     webhooks: Option<crate::webhooks::Webhooks>,
     hybrid: Option<crate::analysis::HybridClient>,
     missing_reported: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The runtime that built the pipeline (the main one): prefetches run there.
+    home: Option<tokio::runtime::Handle>,
 }
 
 /// The parts [`Aip::new`] is built from.
@@ -170,6 +172,7 @@ impl Aip {
             webhooks: parts.webhooks,
             hybrid: parts.hybrid,
             missing_reported: Default::default(),
+            home: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -184,7 +187,9 @@ impl Aip {
         let this = self.clone();
         let agent_id = identity.agent_id.clone();
         let session_id = identity.session_id.clone();
-        let handle = tokio::spawn(async move { this.read_inputs(&agent_id, &session_id).await });
+        let handle = crate::workers::spawn_home(self.home.as_ref(), async move {
+            this.read_inputs(&agent_id, &session_id).await
+        });
         Arc::new(Prefetch(std::sync::Mutex::new(Some(handle))))
     }
 

@@ -12,6 +12,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ConnectionAddr, ConnectionInfo, RedisError, RedisResult};
+use tokio::sync::oneshot;
 
 use super::KvError;
 
@@ -49,6 +50,9 @@ pub(crate) struct RedisKv {
     /// Error answers since the last success.
     error_answers: AtomicU32,
     incr_script: redis::Script,
+    /// The runtime that created the backend (the gateway's main runtime): the connection and
+    /// its driver task live there, not on whichever request worker happened to connect first.
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -72,6 +76,7 @@ impl RedisKv {
             breaker: Breaker::new(),
             error_answers: AtomicU32::new(0),
             incr_script: redis::Script::new(INCR_SCRIPT),
+            home: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -81,12 +86,15 @@ impl RedisKv {
     }
 
     /// The shared connection, created on first use (it needs the tokio runtime). The first
-    /// connection attempt is driven by a task of its own, so an operation that gives up after its
-    /// short deadline does not stall the connect.
-    fn manager(&self) -> Result<ConnectionManager, KvError> {
+    /// connection attempt is driven by a task of its own on the home runtime, so an operation
+    /// that gives up after its short deadline does not stall the connect, and the connection's
+    /// driver is spawned there. With a fresh connection comes the receiver that fires once that
+    /// attempt is over: the operation waits for it (within its deadline) before it sends.
+    fn manager(&self) -> Result<(ConnectionManager, Option<oneshot::Receiver<()>>), KvError> {
         if let Some(manager) = self.manager.load().as_deref() {
-            return Ok(manager.clone());
+            return Ok((manager.clone(), None));
         }
+        let _home = self.home.as_ref().map(tokio::runtime::Handle::enter);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             // The driver's own bound for a request whose caller gave up long ago.
@@ -103,13 +111,16 @@ impl RedisKv {
             .compare_and_swap(&None::<Arc<ConnectionManager>>, Some(fresh.clone()));
         if let Some(winner) = previous.as_deref() {
             // Another operation created one first.
-            return Ok(winner.clone());
+            return Ok((winner.clone(), None));
         }
         let mut warm = (*fresh).clone();
+        let (connected, attempted) = oneshot::channel();
+        // Spawned within the home runtime's context (entered above).
         tokio::spawn(async move {
             let _: RedisResult<String> = redis::cmd("PING").query_async(&mut warm).await;
+            let _ = connected.send(());
         });
-        Ok((*fresh).clone())
+        Ok(((*fresh).clone(), Some(attempted)))
     }
 
     /// Whether a connection manager exists (tests).
@@ -152,8 +163,14 @@ impl RedisKv {
         if !probe {
             self.breaker.admit()?;
         }
-        let manager = self.manager()?;
-        match tokio::time::timeout(timeout, f(manager)).await {
+        let (manager, connecting) = self.manager()?;
+        let call = async move {
+            if let Some(attempted) = connecting {
+                let _ = attempted.await;
+            }
+            f(manager).await
+        };
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(value)) => {
                 self.succeeded();
                 Ok(value)

@@ -693,3 +693,23 @@ async fn failures_are_logged_at_most_once_per_interval() {
     );
     assert!(!log.failing.load(Ordering::Relaxed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_lives_on_the_runtime_that_built_the_cache() {
+    let fx = Fixture::redis();
+    let cache = fx.cache.clone();
+    // The first operation comes from another runtime (as from a request worker), which then
+    // stops. Had the connection's driver been spawned there, it would be gone with it.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(runtime.block_on(cache.put("home", "v", None)));
+        drop(runtime);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(fx.cache.get("home").await.as_deref(), Some(&b"v"[..]));
+    assert_eq!(fx.count("get", "error"), 0);
+}

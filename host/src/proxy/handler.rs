@@ -184,7 +184,7 @@ impl Proxy {
             {
                 claim = aip.claim_nudges(&identity.agent_id).await;
             }
-            if aip.settings().task_context_user_text {
+            if aip.settings().task_context_user_text && aip.will_check() {
                 user_text = crate::aip::inputs::last_user_text(&body);
             }
         }
