@@ -55,7 +55,14 @@ fn run() -> Result<(), String> {
         .parent()
         .ok_or("host crate has no parent directory")?
         .to_path_buf();
-    for watched in ["wit", "sdk/src", "sdk/Cargo.toml", "Cargo.lock"] {
+    // The root manifest holds the `plugin` profile the components are built with.
+    for watched in [
+        "wit",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for dir in [
