@@ -55,9 +55,6 @@ struct Inner {
     store: Store,
     loading: Mutex<HashSet<String>>,
     retry_after: Mutex<Option<tokio::time::Instant>>,
-    /// The runtime that built this (the main one): database reads run there, so the pool's
-    /// connections belong to it rather than to a request worker.
-    home: Option<tokio::runtime::Handle>,
     /// Decoded settings in front of the cache (Redis or in-process).
     local: Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>,
 }
@@ -68,7 +65,6 @@ impl Agents {
         Self {
             inner: Arc::new(Inner {
                 local: Mutex::new(std::collections::HashMap::new()),
-                home: tokio::runtime::Handle::try_current().ok(),
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -115,11 +111,9 @@ impl Agents {
         }
         let store = self.inner.store.clone();
         let id = agent_id.to_owned();
-        let read =
-            crate::workers::spawn_home(
-                self.inner.home.as_ref(),
-                async move { store.agent(&id).await },
-            );
+        // Off the request workers: a connection the pool opens for it belongs to the main
+        // runtime.
+        let read = crate::workers::spawn_background(async move { store.agent(&id).await });
         let read = async move {
             read.await.unwrap_or_else(|e| {
                 // Only when the main runtime is shutting down.
@@ -205,8 +199,7 @@ impl Agents {
         }
         let inner = self.inner.clone();
         let agent_id = agent_id.to_owned();
-        let home = self.inner.home.clone();
-        crate::workers::spawn_home(home.as_ref(), async move {
+        crate::workers::spawn_background(async move {
             match inner.store.agent(&agent_id).await {
                 Ok(Some(agent)) => remember(&inner.cache, &agent).await,
                 Ok(None) => {}

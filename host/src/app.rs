@@ -282,7 +282,6 @@ impl App {
             license: license.clone(),
             in_flight,
             aip: Some(Arc::new(aip)),
-            background: tokio::runtime::Handle::current(),
         });
         Ok(Arc::new(Self {
             config,

@@ -2,7 +2,7 @@
 //! one worker for its whole life, together with the upstream connections its requests use, so a
 //! proxied request never hops between threads (the way nginx's worker processes run).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 thread_local! {
     static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+    /// On a worker thread: the runtime that started the workers (the gateway's main runtime).
+    static HOME: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 
 /// The index of the worker running the calling thread, `None` off the workers (the main
@@ -22,15 +24,22 @@ pub fn current() -> Option<usize> {
     WORKER_INDEX.with(Cell::get)
 }
 
-/// Spawns `task` on `home` (the gateway's main runtime) when given, else on the current runtime.
-/// For work whose I/O resources outlive the request that started it (database connections a
-/// pool keeps): they are then registered with the main runtime, not a request worker.
-pub fn spawn_home<F>(home: Option<&Handle>, task: F) -> tokio::task::JoinHandle<F::Output>
+/// On a worker thread, the runtime that started the workers; `None` elsewhere (there the
+/// current runtime already is the right one).
+pub fn home() -> Option<Handle> {
+    HOME.with(|home| home.borrow().clone())
+}
+
+/// Spawns `task` off the request workers: on the main runtime when called from a worker, on the
+/// current runtime otherwise. For work that must not hold up a worker's requests (parsing a
+/// finished stream) and for work whose I/O resources outlive the request that started it
+/// (connections a pool keeps are then registered with the main runtime's reactor).
+pub fn spawn_background<F>(task: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match home {
+    match home() {
         Some(home) => home.spawn(task),
         None => tokio::spawn(task),
     }
@@ -58,17 +67,21 @@ pub fn default_count() -> usize {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one), threads named `mnemom-worker-<i>`.
+    /// Starts `count` workers (at least one), threads named `mnemom-worker-<i>`. Called on the
+    /// main runtime, which becomes the workers' [`home`].
     pub fn start(count: usize) -> std::io::Result<Self> {
+        let home = Handle::try_current().ok();
         let mut workers = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let runtime = Builder::new_current_thread().enable_all().build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
+            let home = home.clone();
             std::thread::Builder::new()
                 .name(format!("mnemom-worker-{index}"))
                 .spawn(move || {
                     WORKER_INDEX.with(|cell| cell.set(Some(index)));
+                    HOME.with(|cell| *cell.borrow_mut() = home);
                     runtime.block_on(async {
                         // A dropped sender (the server went away) stops the worker too.
                         let _ = stopped.await;
@@ -84,16 +97,6 @@ impl Workers {
             workers,
             next: AtomicUsize::new(0),
         })
-    }
-
-    /// Number of workers.
-    pub fn len(&self) -> usize {
-        self.workers.len()
-    }
-
-    /// Always false: there is at least one worker.
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
     }
 
     /// Runs `task` on the next worker, round robin.
@@ -123,7 +126,6 @@ mod tests {
     #[tokio::test]
     async fn tasks_run_on_the_workers_round_robin() {
         let workers = Workers::start(2).unwrap();
-        assert_eq!(workers.len(), 2);
         let mut seen = Vec::new();
         for _ in 0..4 {
             let (tx, rx) = oneshot::channel();
@@ -156,5 +158,23 @@ mod tests {
                 .unwrap()
                 .is_err()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn background_work_from_a_worker_runs_on_the_runtime_that_started_it() {
+        let workers = Workers::start(1).unwrap();
+        let (tx, rx) = oneshot::channel();
+        workers.spawn(async move {
+            let on_worker = current();
+            let background = spawn_background(async { (current(), home().is_some()) })
+                .await
+                .unwrap();
+            let _ = tx.send((on_worker, background));
+        });
+        // On the worker: index 0. The background task ran off the workers, where there is no
+        // home to defer to.
+        assert_eq!(rx.await.unwrap(), (Some(0), (None, false)));
+        // Off the workers it runs on the current runtime.
+        assert_eq!(spawn_background(async { current() }).await.unwrap(), None);
     }
 }

@@ -108,8 +108,6 @@ pub struct Aip {
     webhooks: Option<crate::webhooks::Webhooks>,
     hybrid: Option<crate::analysis::HybridClient>,
     missing_reported: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The runtime that built the pipeline (the main one): prefetches run there.
-    home: Option<tokio::runtime::Handle>,
 }
 
 /// The parts [`Aip::new`] is built from.
@@ -172,7 +170,6 @@ impl Aip {
             webhooks: parts.webhooks,
             hybrid: parts.hybrid,
             missing_reported: Default::default(),
-            home: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -187,7 +184,7 @@ impl Aip {
         let this = self.clone();
         let agent_id = identity.agent_id.clone();
         let session_id = identity.session_id.clone();
-        let handle = crate::workers::spawn_home(self.home.as_ref(), async move {
+        let handle = crate::workers::spawn_background(async move {
             this.read_inputs(&agent_id, &session_id).await
         });
         Arc::new(Prefetch(std::sync::Mutex::new(Some(handle))))

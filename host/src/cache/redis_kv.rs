@@ -50,9 +50,6 @@ pub(crate) struct RedisKv {
     /// Error answers since the last success.
     error_answers: AtomicU32,
     incr_script: redis::Script,
-    /// The runtime that created the backend (the gateway's main runtime): the connection and
-    /// its driver task live there, not on whichever request worker happened to connect first.
-    home: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -76,7 +73,6 @@ impl RedisKv {
             breaker: Breaker::new(),
             error_answers: AtomicU32::new(0),
             incr_script: redis::Script::new(INCR_SCRIPT),
-            home: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -94,7 +90,10 @@ impl RedisKv {
         if let Some(manager) = self.manager.load().as_deref() {
             return Ok((manager.clone(), None));
         }
-        let _home = self.home.as_ref().map(tokio::runtime::Handle::enter);
+        // Created on the main runtime even when a request worker asks first: the connection's
+        // driver task and socket then live there, not on that worker.
+        let home = crate::workers::home();
+        let _home = home.as_ref().map(tokio::runtime::Handle::enter);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             // The driver's own bound for a request whose caller gave up long ago.
@@ -115,7 +114,7 @@ impl RedisKv {
         }
         let mut warm = (*fresh).clone();
         let (connected, attempted) = oneshot::channel();
-        // Spawned within the home runtime's context (entered above).
+        // Spawned on the main runtime when entered above.
         tokio::spawn(async move {
             let _: RedisResult<String> = redis::cmd("PING").query_async(&mut warm).await;
             let _ = connected.send(());

@@ -695,21 +695,26 @@ async fn failures_are_logged_at_most_once_per_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_connection_lives_on_the_runtime_that_built_the_cache() {
+async fn the_connection_lives_on_the_main_runtime_when_a_worker_connects_first() {
     let fx = Fixture::redis();
     let cache = fx.cache.clone();
-    // The first operation comes from another runtime (as from a request worker), which then
-    // stops. Had the connection's driver been spawned there, it would be gone with it.
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        assert!(runtime.block_on(cache.put("home", "v", None)));
-        drop(runtime);
-    })
-    .join()
-    .unwrap();
+    // The first operation comes from a request worker, whose runtime then stops. Had the
+    // connection's driver been spawned there, it would be gone with it.
+    let workers = crate::workers::Workers::start(1).unwrap();
+    let (put_tx, put_rx) = tokio::sync::oneshot::channel();
+    let (alive_tx, alive_rx) = tokio::sync::oneshot::channel::<()>();
+    workers.spawn(async move {
+        let _ = put_tx.send(cache.put("home", "v", None).await);
+    });
+    workers.spawn(async move {
+        // Dropped (with the sender) when the worker's runtime drops its tasks.
+        std::future::pending::<()>().await;
+        drop(alive_tx);
+    });
+    assert!(put_rx.await.unwrap());
+    drop(workers);
+    assert!(alive_rx.await.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(fx.cache.get("home").await.as_deref(), Some(&b"v"[..]));
     assert_eq!(fx.count("get", "error"), 0);
 }

@@ -56,10 +56,6 @@ pub struct Proxy {
     pub in_flight: InFlight,
     /// The AIP pipeline (absent in gateways built without it).
     pub aip: Option<Arc<Aip>>,
-    /// Where response extraction runs (the runtime that built the gateway, not a request
-    /// worker): parsing a finished stream must not delay the requests of the worker it came
-    /// from.
-    pub background: tokio::runtime::Handle,
 }
 
 /// How long a request may wait for its agent's settings on a cold cache (loaded from the
@@ -73,6 +69,8 @@ struct AipForward {
     user_text: Option<String>,
     nudges_applied: usize,
     prefetch: Option<Arc<crate::aip::Prefetch>>,
+    /// A policy or the hybrid service can judge this response (decided once per request).
+    checks: bool,
 }
 
 /// What the request stage hands to the response stage.
@@ -174,6 +172,7 @@ impl Proxy {
             other => ProxyError::BodyRead(other.to_string()),
         })?;
 
+        let checks = aip.as_ref().is_some_and(|(aip, _)| aip.will_check());
         let mut claim: Option<NudgeClaim> = None;
         let mut user_text = None;
         if let Some((aip, settings)) = &aip {
@@ -184,7 +183,7 @@ impl Proxy {
             {
                 claim = aip.claim_nudges(&identity.agent_id).await;
             }
-            if aip.settings().task_context_user_text && aip.will_check() {
+            if aip.settings().task_context_user_text && checks {
                 user_text = crate::aip::inputs::last_user_text(&body);
             }
         }
@@ -254,9 +253,7 @@ impl Proxy {
         // while the request goes upstream. (A stream's check runs after the stream; it reads
         // them then.)
         let prefetch = match &aip {
-            Some((aip, _)) if !streaming_requested && aip.will_check() => {
-                Some(aip.prefetch(&identity))
-            }
+            Some((aip, _)) if !streaming_requested && checks => Some(aip.prefetch(&identity)),
             _ => None,
         };
         let uri = match upstream_uri(&adapter.upstream, rest, query) {
@@ -333,6 +330,7 @@ impl Proxy {
                 user_text,
                 nudges_applied,
                 prefetch,
+                checks,
             }),
         };
         self.respond(adapter, response, forwarded, upstream_wait)
@@ -384,7 +382,7 @@ impl Proxy {
                 Some(_) if is_sse => Outcome::label(VerdictLabel::Pending),
                 // No policy and no hybrid endpoint can run: nothing will judge the response, so
                 // it is not held; it streams through and is extracted in the background.
-                Some(_) if !aip.will_check() => {
+                Some(ctx) if !ctx.checks => {
                     Outcome::because(VerdictLabel::Skipped, "no-analysis-configured")
                 }
                 Some(_) => {
@@ -493,7 +491,9 @@ impl Proxy {
         );
 
         if let Some((task, source, end_rx)) = spawned {
-            drop(self.background.spawn(task.run(source, end_rx)));
+            // Off the workers: parsing a finished stream must not delay the requests of the
+            // worker it came from.
+            drop(crate::workers::spawn_background(task.run(source, end_rx)));
         }
 
         let mut response = Response::new(BodyExt::boxed_unsync(body));
