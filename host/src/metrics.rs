@@ -129,7 +129,43 @@ pub struct Metrics {
     pub writer_retries_total: IntCounter,
 }
 
+/// A provider's per-request series, resolved once per adapter instead of looked up by label on
+/// every request (a lookup hashes the label values and takes a lock).
+#[derive(Debug, Clone)]
+pub struct ProviderSeries {
+    /// `gateway_requests_total{provider,status="200"}`.
+    pub ok: prometheus::IntCounter,
+    /// `gateway_request_duration_seconds{provider}`.
+    pub duration: prometheus::Histogram,
+    /// `gateway_overhead_seconds{provider}`.
+    pub overhead: prometheus::Histogram,
+    /// `gateway_extractions_total{provider,result="success"}`.
+    pub extraction_success: prometheus::IntCounter,
+    /// `gateway_extractions_total{provider,result="skipped"}`.
+    pub extraction_skipped: prometheus::IntCounter,
+    /// `gateway_background_tasks_total{task="extraction"}`.
+    pub extraction_task: prometheus::IntCounter,
+}
+
 impl Metrics {
+    /// The series of `provider` that every proxied request touches.
+    pub fn provider_series(&self, provider: &str) -> ProviderSeries {
+        ProviderSeries {
+            ok: self.requests_total.with_label_values(&[provider, "200"]),
+            duration: self.request_duration.with_label_values(&[provider]),
+            overhead: self.overhead_seconds.with_label_values(&[provider]),
+            extraction_success: self
+                .extractions_total
+                .with_label_values(&[provider, "success"]),
+            extraction_skipped: self
+                .extractions_total
+                .with_label_values(&[provider, "skipped"]),
+            extraction_task: self
+                .background_tasks_total
+                .with_label_values(&["extraction"]),
+        }
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();

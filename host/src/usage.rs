@@ -72,7 +72,12 @@ impl UsageRecorder {
         bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
         bytes[6..12].copy_from_slice(&self.nonce);
         bytes[12..].copy_from_slice(&count.to_be_bytes());
-        format!("ue-{}", hex::encode(bytes))
+        let mut id = [0u8; 35];
+        id[..3].copy_from_slice(b"ue-");
+        match hex::encode_to_slice(bytes, &mut id[3..]) {
+            Ok(()) => String::from_utf8_lossy(&id).into_owned(),
+            Err(_) => format!("ue-{}", hex::encode(bytes)),
+        }
     }
 }
 
@@ -109,7 +114,7 @@ pub fn usage_record(id: String, exchange: &Exchange) -> UsageEventRecord {
         tokens_out: tokens(extracted.and_then(|e| e.usage.output_tokens)),
         duration_ms: i64::try_from(exchange.duration.as_millis()).unwrap_or(i64::MAX),
         tool_count: extracted
-            .map(|e| i32::try_from(e.tool_calls.len()).unwrap_or(i32::MAX))
+            .map(|e| i32::try_from(e.tool_call_count()).unwrap_or(i32::MAX))
             .unwrap_or(0),
         gateway_log_id: None,
     }
@@ -121,6 +126,11 @@ impl ExchangeObserver for UsageRecorder {
         if let Some(next) = &self.next {
             next.observe(exchange);
         }
+    }
+
+    /// A usage row holds counts only; the next observer decides.
+    fn needs_content(&self) -> bool {
+        self.next.as_ref().is_some_and(|next| next.needs_content())
     }
 }
 

@@ -7,12 +7,14 @@ use std::time::Instant;
 use wasmtime::component::{Component, types::ComponentItem};
 use wasmtime::{Store, Trap};
 
+use super::bindings::summary::summary_exports;
 use super::bindings::{ProviderAdapter, ProviderAdapterPre, wit_types};
 use super::engine::PluginEngine;
 use super::instance::{PluginIdentity, PluginState, import_allowed, linker};
 use super::manifest::{FailureMode, Manifest, World};
 use crate::metrics::Metrics;
 
+pub use summary_exports::ResponseSummary;
 pub use wit_types::{
     AdapterError, CredentialSource, ErrorKind, Extraction, GatewayError, RequestInfo, RequestPlan,
     SseEvent, StreamDelta,
@@ -150,8 +152,21 @@ pub struct AdapterDescriptor {
 /// A warm instance with its store.
 struct Warm {
     store: Store<PluginState>,
-    bindings: ProviderAdapter,
+    bindings: AdapterBindings,
     uses: u32,
+}
+
+/// The exports of one adapter instance: the required `adapter` interface and, when the
+/// component has it, `adapter-summary`.
+struct AdapterBindings {
+    core: ProviderAdapter,
+    summary: Option<summary_exports::Guest>,
+}
+
+impl AdapterBindings {
+    fn mnemom_gateway_adapter(&self) -> &super::bindings::adapter_exports::Guest {
+        self.core.mnemom_gateway_adapter()
+    }
 }
 
 /// A loaded, validated provider adapter.
@@ -162,11 +177,15 @@ pub struct AdapterPlugin {
     origin: Origin,
     engine: PluginEngine,
     pre: ProviderAdapterPre<PluginState>,
+    /// Where `adapter-summary` is in this component, when it exports it.
+    summary: Option<summary_exports::GuestIndices>,
     identity: Arc<PluginIdentity>,
     idle: Mutex<Vec<Warm>>,
     metrics: Metrics,
     /// The series every request touches, resolved once.
     hot_metrics: HotMetrics,
+    /// The proxy's series of this adapter's provider (resolved once its descriptor is known).
+    provider_series: Option<Arc<crate::metrics::ProviderSeries>>,
 }
 
 impl std::fmt::Debug for AdapterPlugin {
@@ -190,6 +209,14 @@ const ADAPTER_FUNCTIONS: &[&str] = &[
 
 /// The exports an AIP policy requires.
 const POLICY_FUNCTIONS: &[&str] = &["describe", "check"];
+
+/// Whether a compiled component exports the optional `adapter-summary` interface (any 0.1.x).
+pub fn exports_summary(engine: &PluginEngine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(engine.engine())
+        .any(|(name, _)| name.starts_with("mnemom:gateway/adapter-summary@0.1."))
+}
 
 /// Checks a compiled component against `world` and the world's import allow-list.
 pub fn check_component(
@@ -256,6 +283,14 @@ impl AdapterPlugin {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let summary = if exports_summary(engine, &component) {
+            Some(
+                summary_exports::GuestIndices::new(&instance_pre)
+                    .map_err(|e| LoadError::Instantiate(format!("adapter-summary: {e:#}")))?,
+            )
+        } else {
+            None
+        };
         let pre = ProviderAdapterPre::new(instance_pre)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let identity = Arc::new(PluginIdentity {
@@ -276,13 +311,16 @@ impl AdapterPlugin {
             origin,
             engine: engine.clone(),
             pre,
+            summary,
             identity,
             idle: Mutex::new(Vec::new()),
             hot_metrics,
+            provider_series: None,
             metrics: metrics.clone(),
         };
         let raw = plugin.describe().await.map_err(LoadError::SmokeCall)?;
         plugin.descriptor = validate_descriptor(raw)?;
+        plugin.provider_series = Some(Arc::new(metrics.provider_series(&plugin.descriptor.name)));
         Ok(plugin)
     }
 
@@ -294,6 +332,11 @@ impl AdapterPlugin {
     /// The plugin's name (from its manifest).
     pub fn name(&self) -> &str {
         &self.manifest.name
+    }
+
+    /// The proxy's per-request metric series of this adapter's provider.
+    pub fn provider_series(&self) -> Option<&Arc<crate::metrics::ProviderSeries>> {
+        self.provider_series.as_ref()
     }
 
     /// The validated descriptor.
@@ -333,11 +376,23 @@ impl AdapterPlugin {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(PluginEngine::ticks_for(self.manifest.limits.timeout));
-        let bindings = self
+        let instance = self
             .pre
+            .instance_pre()
             .instantiate_async(&mut store)
             .await
             .map_err(|e| self.classify(&store, e))?;
+        let core =
+            ProviderAdapter::new(&mut store, &instance).map_err(|e| self.classify(&store, e))?;
+        let summary = match &self.summary {
+            Some(indices) => Some(
+                indices
+                    .load(&mut store, &instance)
+                    .map_err(|e| self.classify(&store, e))?,
+            ),
+            None => None,
+        };
+        let bindings = AdapterBindings { core, summary };
         Ok(Warm {
             store,
             bindings,
@@ -379,6 +434,7 @@ impl AdapterPlugin {
         match function {
             "transform-request" => hot.transform_request.observe(elapsed),
             "parse-response" => hot.parse_response.observe(elapsed),
+            "summarize-response" => hot.summarize_response.observe(elapsed),
             "parse-event" => hot.parse_event.observe(elapsed),
             _ => self
                 .metrics
@@ -401,7 +457,7 @@ impl AdapterPlugin {
     async fn run<R>(
         &self,
         function: &'static str,
-        call: impl AsyncFnOnce(&ProviderAdapter, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&AdapterBindings, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let started = Instant::now();
         let mut warm = match self.checkout().await {
@@ -471,6 +527,32 @@ impl AdapterPlugin {
                 b.mnemom_gateway_adapter()
                     .call_parse_response(s, body)
                     .await
+            })
+            .await?;
+        result.map_err(|e| self.adapter_error(e))
+    }
+
+    /// Whether the component exports `adapter-summary` (`summarize-response`).
+    pub fn summarizes(&self) -> bool {
+        self.summary.is_some()
+    }
+
+    /// `summarize-response`, or `parse-response` reduced to the same summary when the
+    /// component does not export it.
+    pub async fn summarize_response(&self, body: &[u8]) -> Result<ResponseSummary, PluginError> {
+        if !self.summarizes() {
+            let extraction = self.parse_response(body).await?;
+            return Ok(ResponseSummary {
+                usage: extraction.usage,
+                model: extraction.model,
+                stop_reason: extraction.stop_reason,
+                tool_calls: u32::try_from(extraction.tool_calls.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let result = self
+            .run("summarize-response", async |b, s| match &b.summary {
+                Some(summary) => summary.call_summarize_response(s, body).await,
+                None => Err(wasmtime::Error::msg("adapter-summary is not exported")),
             })
             .await?;
         result.map_err(|e| self.adapter_error(e))
@@ -562,6 +644,7 @@ struct HotMetrics {
     successes: prometheus::IntCounter,
     transform_request: prometheus::Histogram,
     parse_response: prometheus::Histogram,
+    summarize_response: prometheus::Histogram,
     parse_event: prometheus::Histogram,
 }
 
@@ -578,6 +661,7 @@ impl HotMetrics {
                 .with_label_values(&[plugin, "success"]),
             transform_request: duration("transform-request"),
             parse_response: duration("parse-response"),
+            summarize_response: duration("summarize-response"),
             parse_event: duration("parse-event"),
         }
     }

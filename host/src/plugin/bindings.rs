@@ -33,6 +33,23 @@ pub mod policy {
     pub use mnemom::gateway::policy_types;
 }
 
+/// Bindings of the optional `adapter-summary` export (world `provider-adapter-with-summary`).
+/// Only its interface is used from here: the host instantiates every adapter through the
+/// required `provider-adapter` bindings above and looks this export up when a component has it.
+pub mod summary {
+    wasmtime::component::bindgen!({
+        world: "provider-adapter-with-summary",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "mnemom:gateway/host": super::mnemom::gateway::host,
+            "mnemom:gateway/types": super::mnemom::gateway::types,
+        },
+    });
+
+    pub use exports::mnemom::gateway::adapter_summary as summary_exports;
+}
+
 pub use exports::mnemom::gateway::adapter as adapter_exports;
 pub use mnemom::gateway::host as host_imports;
 pub use mnemom::gateway::types as wit_types;
@@ -42,6 +59,9 @@ pub const WIT_PACKAGE: &str = "mnemom:gateway@0.1.0";
 
 /// The export a provider adapter must provide.
 pub const ADAPTER_EXPORT: &str = "mnemom:gateway/adapter@0.1.0";
+
+/// The export a provider adapter may provide in addition (`summarize-response`).
+pub const ADAPTER_SUMMARY_EXPORT: &str = "mnemom:gateway/adapter-summary@0.1.0";
 
 /// The export an AIP policy must provide.
 pub const POLICY_EXPORT: &str = "mnemom:gateway/policy@0.1.0";

@@ -40,9 +40,17 @@ pub struct Exchange {
 pub trait ExchangeObserver: Send + Sync + std::fmt::Debug + 'static {
     /// Called once per exchange whose response body finished (from a background task).
     fn observe(&self, exchange: Exchange);
+
+    /// Whether this observer reads a response's content (thinking, text, tool calls). When no
+    /// observer and no AIP check does, a complete response is only summarized (usage, model,
+    /// stop reason, tool-call count), which costs the adapter a fraction of a full parse.
+    fn needs_content(&self) -> bool {
+        true
+    }
 }
 
-/// Logs a one-line summary per exchange at debug level: sizes and counts, never content.
+/// Logs a one-line summary per exchange at debug level: sizes and counts, never content (so it
+/// does not need the content: a summarized exchange logs its tool-call count, no sizes).
 #[derive(Debug, Default)]
 pub struct LogObserver;
 
@@ -51,8 +59,13 @@ impl ExchangeObserver for LogObserver {
         let (thinking_bytes, text_blocks, tool_calls) = exchange
             .extracted
             .as_ref()
-            .map(|e| (e.thinking_bytes(), e.text.len(), e.tool_calls.len()))
+            .map(|e| (e.thinking_bytes(), e.text.len(), e.tool_call_count()))
             .unwrap_or_default();
+        let extraction = match &exchange.extracted {
+            None => "none",
+            Some(e) if e.is_summary() => "summary",
+            Some(_) => "full",
+        };
         tracing::debug!(
             provider = %exchange.provider,
             agent = %exchange.identity.agent_id,
@@ -60,6 +73,7 @@ impl ExchangeObserver for LogObserver {
             status = exchange.status,
             streaming = exchange.streaming,
             model = exchange.extracted.as_ref().and_then(|e| e.model.as_deref()).or(exchange.request_model.as_deref()).unwrap_or(""),
+            extraction,
             thinking_bytes,
             text_blocks,
             tool_calls,
@@ -69,6 +83,10 @@ impl ExchangeObserver for LogObserver {
             duration_ms = exchange.duration.as_millis() as u64,
             "exchange completed"
         );
+    }
+
+    fn needs_content(&self) -> bool {
+        false
     }
 }
 

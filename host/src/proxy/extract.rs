@@ -1,7 +1,7 @@
 //! What the gateway learns from a response: thinking, text, tool calls, usage, model and stop
 //! reason, assembled from an adapter's `parse-response` result or from its `parse-event` deltas.
 
-use crate::plugin::adapter::{Extraction, StreamDelta};
+use crate::plugin::adapter::{Extraction, ResponseSummary, StreamDelta};
 
 /// One tool call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -44,6 +44,10 @@ pub struct Extracted {
     pub stop_reason: Option<String>,
     /// Errors the provider reported inside a stream.
     pub stream_errors: Vec<String>,
+    /// `Some(n)` when only the adapter's summary was read (`summarize-response`, for a response
+    /// whose content nothing reads): thinking, text and tool calls are then empty, and `n` is
+    /// the number of tool calls the response made.
+    pub summarized_tool_calls: Option<u32>,
 }
 
 /// Separator between thinking blocks when they are analysed as one text (as the original did).
@@ -58,6 +62,31 @@ impl Extracted {
     /// Total bytes of thinking (what logs may say about it instead of its content).
     pub fn thinking_bytes(&self) -> usize {
         self.thinking.iter().map(String::len).sum()
+    }
+
+    /// How many tool calls the response made (read or only counted).
+    pub fn tool_call_count(&self) -> usize {
+        match self.summarized_tool_calls {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => self.tool_calls.len(),
+        }
+    }
+
+    /// Whether only the summary was read (no thinking, text or tool calls by design).
+    pub fn is_summary(&self) -> bool {
+        self.summarized_tool_calls.is_some()
+    }
+}
+
+impl From<ResponseSummary> for Extracted {
+    fn from(s: ResponseSummary) -> Self {
+        Self {
+            usage: s.usage.map(usage_from).unwrap_or_default(),
+            model: s.model,
+            stop_reason: s.stop_reason,
+            summarized_tool_calls: Some(s.tool_calls),
+            ..Self::default()
+        }
     }
 }
 
@@ -79,6 +108,7 @@ impl From<Extraction> for Extracted {
             model: e.model,
             stop_reason: e.stop_reason,
             stream_errors: Vec::new(),
+            summarized_tool_calls: None,
         }
     }
 }
@@ -185,6 +215,7 @@ impl StreamAccumulator {
             model: self.model,
             stop_reason: self.stop_reason,
             stream_errors: self.errors,
+            summarized_tool_calls: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::sse::Framer;
 use super::upstream::UpstreamClients;
 use crate::aip::{Aip, CheckRequest, NudgeClaim, Outcome, VerdictLabel};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProviderSeries};
 use crate::plugin::adapter::{PluginError, RequestInfo, SseEvent};
 use crate::plugin::bindings::wit_types::Header;
 use crate::plugin::manifest::FailureMode;
@@ -105,8 +105,9 @@ impl Proxy {
                 let response = error.into_response(adapter).await;
                 count_response(
                     &self.metrics,
+                    adapter.plugin.provider_series().map(|s| &**s),
                     &provider,
-                    response.status().as_str(),
+                    response.status(),
                     arrived.elapsed(),
                     None,
                 );
@@ -454,7 +455,7 @@ impl Proxy {
         // One reference for the finisher (cloning `Metrics` would take one per metric family).
         let proxy = self.clone();
         let provider = adapter.plugin.descriptor().name.clone();
-        let status_label = status.as_u16().to_string();
+        let series = adapter.plugin.provider_series().cloned();
         let headers_ready = arrived.elapsed();
         // The gateway's own time: everything before the request left plus the time between the
         // upstream's headers and ours. Body streaming time belongs to the upstream.
@@ -464,7 +465,14 @@ impl Proxy {
             let total = arrived.elapsed();
             let metrics = &proxy.metrics;
             metrics.active_streams.dec();
-            count_response(metrics, &provider, &status_label, total, Some(overhead));
+            count_response(
+                metrics,
+                series.as_deref(),
+                &provider,
+                status,
+                total,
+                Some(overhead),
+            );
             if outcome == BodyOutcome::UpstreamError {
                 metrics
                     .upstream_errors_total
@@ -540,6 +548,7 @@ impl Proxy {
                 aip.count(outcome.label);
                 outcome.apply(&mut headers);
                 self.finish_held(
+                    adapter,
                     &forwarded,
                     parts.status,
                     None,
@@ -607,6 +616,7 @@ impl Proxy {
             .is_some_and(|ctx| ctx.settings.enforcement_mode == EnforcementMode::Enforce);
         let status = parts.status;
         self.finish_held(
+            adapter,
             &forwarded,
             status,
             extracted,
@@ -635,8 +645,10 @@ impl Proxy {
     }
 
     /// Metrics and the exchange record of a held response.
+    #[allow(clippy::too_many_arguments)]
     fn finish_held(
         &self,
+        adapter: &RoutedAdapter,
         forwarded: &Forwarded,
         status: http::StatusCode,
         extracted: Option<Extracted>,
@@ -647,24 +659,25 @@ impl Proxy {
         let provider = &forwarded.provider;
         let total = forwarded.arrived.elapsed();
         let metrics = &self.metrics;
+        let series = adapter.plugin.provider_series().map(|s| &**s);
         count_response(
             metrics,
+            series,
             provider,
-            status.as_str(),
+            status,
             total,
             Some(total.saturating_sub(upstream_wait + body_time)),
         );
-        metrics
-            .extractions_total
-            .with_label_values(&[
-                provider.as_str(),
-                if extracted.is_some() {
-                    "success"
-                } else {
-                    "skipped"
-                },
-            ])
-            .inc();
+        count_extraction(
+            metrics,
+            series,
+            provider,
+            if extracted.is_some() {
+                "success"
+            } else {
+                "skipped"
+            },
+        );
         self.observer.observe(Exchange {
             provider: provider.clone(),
             identity: forwarded.identity.clone(),
@@ -774,14 +787,15 @@ impl ExtractionTask {
             "skipped"
         };
         let metrics = &self.proxy.metrics;
-        metrics
-            .extractions_total
-            .with_label_values(&[&provider, result])
-            .inc();
-        metrics
-            .background_tasks_total
-            .with_label_values(&["extraction"])
-            .inc();
+        let series = self.adapter.plugin.provider_series();
+        count_extraction(metrics, series.map(|s| &**s), &provider, result);
+        match series {
+            Some(series) => series.extraction_task.inc(),
+            None => metrics
+                .background_tasks_total
+                .with_label_values(&["extraction"])
+                .inc(),
+        }
         if let (Some(aip), Some(ctx), Some(extracted)) =
             (&self.proxy.aip, &self.forwarded.aip, &extracted)
             && self.is_sse
@@ -895,14 +909,25 @@ impl ExtractionTask {
             Ok(body) => body,
             Err(note) => return (None, Some(note)),
         };
-        match self.adapter.plugin.parse_response(&body).await {
-            Ok(extraction) => (Some(extraction.into()), None),
+        // A whole body reaches this task only when no check holds it for a verdict, so its
+        // content is read only if an observer wants it; otherwise the summary is enough.
+        let plugin = &self.adapter.plugin;
+        let summarize = plugin.summarizes() && !self.proxy.observer.needs_content();
+        let (function, result) = if summarize {
+            let summary = plugin.summarize_response(&body).await;
+            ("summarize-response", summary.map(Extracted::from))
+        } else {
+            let extraction = plugin.parse_response(&body).await;
+            ("parse-response", extraction.map(Extracted::from))
+        };
+        match result {
+            Ok(extracted) => (Some(extracted), None),
             Err(e) if e.is_unsupported() => (None, Some(format!("response not understood: {e}"))),
             Err(e) => {
                 self.proxy
                     .metrics
                     .plugin_fail_open_total
-                    .with_label_values(&[self.adapter.plugin.name(), "parse-response"])
+                    .with_label_values(&[plugin.name(), function])
                     .inc();
                 tracing::warn!(plugin = %self.adapter.plugin.name(), error = %e, "response extraction failed; the response was delivered unchanged");
                 (None, Some(format!("adapter failed: {e}")))
@@ -915,24 +940,60 @@ impl ExtractionTask {
 /// gateway's own share of it (`overhead_seconds`) when known.
 fn count_response(
     metrics: &Metrics,
+    series: Option<&ProviderSeries>,
     provider: &str,
-    status: &str,
+    status: http::StatusCode,
     total: Duration,
     overhead: Option<Duration>,
 ) {
-    metrics
-        .requests_total
-        .with_label_values(&[provider, status])
-        .inc();
-    metrics
-        .request_duration
-        .with_label_values(&[provider])
-        .observe(total.as_secs_f64());
-    if let Some(overhead) = overhead {
-        metrics
-            .overhead_seconds
-            .with_label_values(&[provider])
-            .observe(overhead.as_secs_f64());
+    match series {
+        Some(series) => {
+            if status == http::StatusCode::OK {
+                series.ok.inc();
+            } else {
+                metrics
+                    .requests_total
+                    .with_label_values(&[provider, status.as_str()])
+                    .inc();
+            }
+            series.duration.observe(total.as_secs_f64());
+            if let Some(overhead) = overhead {
+                series.overhead.observe(overhead.as_secs_f64());
+            }
+        }
+        None => {
+            metrics
+                .requests_total
+                .with_label_values(&[provider, status.as_str()])
+                .inc();
+            metrics
+                .request_duration
+                .with_label_values(&[provider])
+                .observe(total.as_secs_f64());
+            if let Some(overhead) = overhead {
+                metrics
+                    .overhead_seconds
+                    .with_label_values(&[provider])
+                    .observe(overhead.as_secs_f64());
+            }
+        }
+    }
+}
+
+/// Counts one extraction result (`gateway_extractions_total`).
+fn count_extraction(
+    metrics: &Metrics,
+    series: Option<&ProviderSeries>,
+    provider: &str,
+    result: &str,
+) {
+    match (series, result) {
+        (Some(series), "success") => series.extraction_success.inc(),
+        (Some(series), "skipped") => series.extraction_skipped.inc(),
+        _ => metrics
+            .extractions_total
+            .with_label_values(&[provider, result])
+            .inc(),
     }
 }
 

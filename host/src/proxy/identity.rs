@@ -22,18 +22,45 @@ pub struct AgentIdentity {
 impl AgentIdentity {
     /// Derives the identity of `key` at `now`.
     pub fn from_key(key: &str, now: SystemTime) -> Self {
-        let digest = hex::encode(Sha256::digest(key.as_bytes()));
-        let agent_hash = digest[..16].to_owned();
+        let digest = Sha256::digest(key.as_bytes());
+        // Per request: hex digits written in place, no formatting machinery.
+        let mut hex_digits = [0u8; 16];
+        let agent_hash = match hex::encode_to_slice(&digest[..8], &mut hex_digits) {
+            Ok(()) => std::str::from_utf8(&hex_digits).unwrap_or_default(),
+            Err(_) => "",
+        };
         let hour = now
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() / 3_600_000)
+            .map(|d| d.as_secs() / 3_600)
             .unwrap_or(0);
+        let mut agent_id = String::with_capacity(14);
+        agent_id.push_str("smolt-");
+        agent_id.push_str(&agent_hash[..8]);
+        let mut session_id = String::with_capacity(24);
+        session_id.push_str(agent_hash);
+        session_id.push('-');
+        push_decimal(&mut session_id, hour);
         Self {
-            agent_id: format!("smolt-{}", &digest[..8]),
-            session_id: format!("{agent_hash}-{hour}"),
-            agent_hash,
+            agent_hash: agent_hash.to_owned(),
+            agent_id,
+            session_id,
         }
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// Why no usable key was found.
@@ -139,6 +166,11 @@ mod tests {
         assert_eq!(id.agent_hash, "62af8704764faf8e");
         assert_eq!(id.agent_id, "smolt-62af8704");
         assert_eq!(id.session_id, "62af8704764faf8e-2");
+        let epoch = AgentIdentity::from_key("test-key", UNIX_EPOCH);
+        assert_eq!(epoch.session_id, "62af8704764faf8e-0");
+        let mut s = String::new();
+        push_decimal(&mut s, u64::MAX);
+        assert_eq!(s, u64::MAX.to_string());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The SQLite implementation of the store's operations. Writes run in `BEGIN IMMEDIATE`
 //! transactions (take the write lock up front, so two writers queue on the busy timeout instead
-//! of failing a read-to-write upgrade); batches are multi-row `VALUES` in chunks that stay under
-//! SQLite's bind-parameter limit, all in one transaction.
+//! of failing a read-to-write upgrade); batches are multi-row `VALUES` statements of a few fixed
+//! sizes (prepared once, then cached), all in one transaction.
 
 use std::collections::BTreeMap;
 
@@ -12,9 +12,26 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::records::{Agent, CheckpointRecord, UsageEventRecord, default_card, default_card_id};
 use super::{Store, StoreError};
 
-/// Rows per multi-row `INSERT`: 23 columns × 400 rows = 9,200 parameters, under SQLite's
-/// 32,766 limit with room to add columns.
-const CHUNK_ROWS: usize = 400;
+/// The row counts of multi-row statements, largest first. A batch is cut into chunks of these
+/// sizes only (see [`statement_chunks`]), so each table has at most five statement texts: each
+/// is parsed once per connection and then reused from sqlx's statement cache. A text per batch
+/// size made SQLite parse a new multi-row statement for nearly every batch, which cost as much as
+/// inserting the rows. 23 columns × 256 rows = 5,888 parameters, under SQLite's 32,766 limit.
+const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Cuts `rows` into consecutive chunks whose lengths are all in [`STATEMENT_ROWS`], largest
+/// first (a batch of 70 rows: 64, 4, 1, 1).
+pub(super) fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS
+            .iter()
+            .copied()
+            .find(|&size| size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
 
 const AGENT_BY_ID: &str = concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = ?1");
 const AGENT_BY_HASH: &str = concat!(
@@ -165,7 +182,7 @@ pub(super) async fn insert_checkpoints(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut inserted = 0;
-    for chunk in batch.chunks(CHUNK_ROWS) {
+    for chunk in statement_chunks(batch) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
             "INSERT INTO integrity_checkpoints (",
             checkpoint_columns!(),
@@ -220,7 +237,7 @@ pub(super) async fn insert_usage_events(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut inserted = 0;
-    for chunk in batch.chunks(CHUNK_ROWS) {
+    for chunk in statement_chunks(batch) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
             "INSERT INTO usage_events (",
             usage_columns!(),
@@ -278,4 +295,26 @@ pub(super) async fn recent_checkpoints(
 
 fn decode_agent(store: &Store, row: &SqliteRow) -> Result<Agent, StoreError> {
     decode_agent!(store, row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_the_fixed_statement_sizes() {
+        for len in [0usize, 1, 3, 4, 5, 70, 255, 256, 257, 1000] {
+            let rows: Vec<usize> = (0..len).collect();
+            let chunks: Vec<&[usize]> = statement_chunks(&rows).collect();
+            assert!(
+                chunks.iter().all(|c| STATEMENT_ROWS.contains(&c.len())),
+                "{len}"
+            );
+            assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()), "{len}");
+            let joined: Vec<usize> = chunks.concat();
+            assert_eq!(joined, rows, "every row once, in order");
+        }
+        let sizes: Vec<usize> = statement_chunks(&[0u8; 70]).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [64, 4, 1, 1]);
+    }
 }

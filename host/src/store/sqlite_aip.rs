@@ -11,12 +11,8 @@ use super::records::{
     ActiveCard, ClaimedNudge, ContainmentRecord, DriftAlertRecord, NudgeRecord,
     WebhookDeliveryRecord,
 };
-use super::sqlite::timestamp;
+use super::sqlite::{statement_chunks, timestamp};
 use super::{Store, StoreError};
-
-/// Rows per multi-row statement: at most 10 columns × 400 rows, far under SQLite's 32,766
-/// bind-parameter limit.
-const CHUNK_ROWS: usize = 400;
 
 pub(super) async fn insert_nudges(
     store: &Store,
@@ -29,7 +25,7 @@ pub(super) async fn insert_nudges(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut inserted = 0;
-    for chunk in batch.chunks(CHUNK_ROWS) {
+    for chunk in statement_chunks(batch) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO enforcement_nudges (id, agent_id, checkpoint_id, session_id, \
              nudge_content, concerns_summary, created_at) ",
@@ -67,7 +63,7 @@ pub(super) async fn insert_drift_alerts(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut inserted = 0;
-    for chunk in batch.chunks(CHUNK_ROWS) {
+    for chunk in statement_chunks(batch) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO drift_alerts (id, agent_id, card_id, session_id, alert_type, severity, \
              description, drift_data, dedup_key, created_at) ",
@@ -168,7 +164,7 @@ pub(super) async fn upsert_webhook_deliveries(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut written = 0;
-    for chunk in batch.chunks(CHUNK_ROWS) {
+    for chunk in statement_chunks(batch) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO aip_webhook_deliveries (id, registration_id, checkpoint_id, event_type, \
              delivered, attempts, last_status, last_error, created_at) ",

@@ -45,6 +45,12 @@ fn export_writes_loadable_plugins_and_inspect_accepts_them() {
         assert!(out.status.success(), "{text}");
         assert!(text.contains("world:    provider-adapter"), "{text}");
         assert!(text.contains("verdict:  accepted"), "{text}");
+        // The optional summary export is listed where the adapter has it.
+        assert_eq!(
+            text.contains("mnemom:gateway/adapter-summary@0.1.0"),
+            name == "anthropic",
+            "{text}"
+        );
         assert!(
             text.contains(&format!("\"route_prefix\":\"/{name}\"")),
             "{text}"

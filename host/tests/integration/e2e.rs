@@ -291,6 +291,44 @@ async fn gemini_query_key_and_bearer_anthropic_key_identify_the_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whose_content_nothing_reads_is_only_summarized() {
+    let mock = mock().await;
+    // AIP on, no analysis configured: no check can judge a response.
+    let gateway = TestGateway::start(&mock, &[]).await;
+    gateway.collector.set_counts_only();
+    let claude = r#"{"model":"claude-sonnet-4-20250514","max_tokens":16000,"messages":[]}"#;
+    let summarized = r#"gateway_plugin_call_duration_seconds_count{function="summarize-response",plugin="anthropic"}"#;
+    let parsed = r#"gateway_plugin_call_duration_seconds_count{function="parse-response",plugin="anthropic"}"#;
+    let parsed_before = gateway.metric(parsed).await.unwrap_or(0.0);
+    for (i, (name, tool_calls)) in [
+        ("anthropic/messages-tool-use.json", 1),
+        ("anthropic/messages-thinking-signature-text.json", 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = post(
+            &gateway.url("/anthropic/v1/messages"),
+            &[("x-api-key", ANTHROPIC_KEY), ("x-mock-fixture", name)],
+            claude,
+        )
+        .await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body.as_ref(), fixture(name).as_slice());
+        let exchanges = gateway.collector.wait_for(i + 1).await;
+        let extracted = exchanges[i].extracted.as_ref().unwrap();
+        assert!(extracted.is_summary(), "{name}");
+        assert!(extracted.thinking.is_empty() && extracted.text.is_empty());
+        assert_eq!(extracted.tool_call_count(), tool_calls, "{name}");
+        assert!(extracted.usage.input_tokens.is_some(), "{name}");
+        assert!(extracted.model.is_some() && extracted.stop_reason.is_some());
+    }
+    assert_eq!(gateway.metric(summarized).await, Some(2.0));
+    // (An observer that reads content gets the full parse: the other tests here.)
+    assert_eq!(gateway.metric(parsed).await.unwrap_or(0.0), parsed_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_responses_are_forwarded_compressed_and_still_extracted() {
     let mock = mock().await;
     let gateway = TestGateway::start(&mock, &[]).await;

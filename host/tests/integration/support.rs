@@ -25,6 +25,8 @@ pub const GEMINI_KEY: &str = "gemini-test-key";
 pub struct Collector {
     exchanges: Mutex<Vec<Exchange>>,
     notify: tokio::sync::Notify,
+    /// Set: says it reads no content, like the gateway's own observers (usage rows, logs).
+    counts_only: std::sync::atomic::AtomicBool,
 }
 
 impl ExchangeObserver for Collector {
@@ -32,9 +34,19 @@ impl ExchangeObserver for Collector {
         self.exchanges.lock().unwrap().push(exchange);
         self.notify.notify_waiters();
     }
+
+    fn needs_content(&self) -> bool {
+        !self.counts_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Collector {
+    /// From now on, tells the gateway that no content is read (see `needs_content`).
+    pub fn set_counts_only(&self) {
+        self.counts_only
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Waits until at least `n` exchanges arrived (panics after 10 s).
     pub async fn wait_for(&self, n: usize) -> Vec<Exchange> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

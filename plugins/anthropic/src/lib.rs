@@ -1,7 +1,7 @@
-//! Provider adapter for the Anthropic Messages API, built as a `provider-adapter` component:
-//! the WIT wiring, the descriptor and the plugin's configuration. The translation itself lives
-//! in pure modules that native tests (and the host's benchmarks) call directly:
-//! [`request`] (`transform-request`), [`response`] (`parse-response`), [`stream`]
+//! Provider adapter for the Anthropic Messages API, built as a `provider-adapter-with-summary`
+//! component: the WIT wiring, the descriptor and the plugin's configuration. The translation
+//! itself lives in pure modules that native tests (and the host's benchmarks) call directly:
+//! [`request`] (`transform-request`), [`response`] (`parse-response`, `summarize-response`), [`stream`]
 //! (`parse-event`) and [`error`] (`map-error`).
 //!
 //! Configuration keys (all optional, from the `config` table of the plugin manifest):
@@ -19,7 +19,7 @@
 )]
 
 wit_bindgen::generate!({
-    world: "provider-adapter",
+    world: "provider-adapter-with-summary",
     path: "../../wit",
 });
 
@@ -124,6 +124,14 @@ pub fn descriptor(get: impl Fn(&str) -> Option<String>) -> Descriptor {
     }
 }
 
+/// The settings, read from the host on this instance's first request. An instance never sees
+/// another configuration (a changed manifest is a new plugin version with new instances), so
+/// reading them once saves two host calls per request.
+fn settings() -> &'static Settings {
+    static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    SETTINGS.get_or_init(|| Settings::from_config(host::config_get, |_| {}))
+}
+
 struct Adapter;
 
 impl Guest for Adapter {
@@ -134,8 +142,7 @@ impl Guest for Adapter {
     }
 
     fn transform_request(request: RequestInfo, body: Vec<u8>) -> Result<RequestPlan, AdapterError> {
-        let settings = Settings::from_config(host::config_get, |_| {});
-        request::transform(&settings, &request, &body)
+        request::transform(settings(), &request, &body)
     }
 
     fn parse_response(body: Vec<u8>) -> Result<Extraction, AdapterError> {
@@ -148,6 +155,14 @@ impl Guest for Adapter {
 
     fn map_error(error: GatewayError) -> Vec<u8> {
         error::render(&error)
+    }
+}
+
+impl exports::mnemom::gateway::adapter_summary::Guest for Adapter {
+    fn summarize_response(
+        body: Vec<u8>,
+    ) -> Result<exports::mnemom::gateway::adapter_summary::ResponseSummary, AdapterError> {
+        response::summarize(&body)
     }
 }
 

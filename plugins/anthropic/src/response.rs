@@ -1,10 +1,13 @@
 //! `parse-response`: what a complete (non-streamed) 2xx Messages response contains, read from
-//! its `content` blocks, `usage`, `model` and `stop_reason`.
+//! its `content` blocks, `usage`, `model` and `stop_reason`; and `summarize-response`, the same
+//! read with every block's content skipped unread.
 
+use serde::Deserialize;
 use serde::de::MapAccess;
 
+use crate::exports::mnemom::gateway::adapter_summary::ResponseSummary;
 use crate::mnemom::gateway::types::{AdapterError, Extraction, ToolCall};
-use crate::wire::{self, Lenient, List, Node, WireUsage, deserialize_leniently};
+use crate::wire::{self, Lenient, List, Node, Val, WireUsage, deserialize_leniently};
 
 /// Extracts thinking, text, tool calls, usage, model and stop reason from a Messages response.
 ///
@@ -25,7 +28,7 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
             "response body is not a JSON object".to_owned(),
         ));
     }
-    let message: Message<'_> = serde_json::from_slice(body).map_err(unsupported)?;
+    let message: Message<Node<'_>> = serde_json::from_slice(body).map_err(unsupported)?;
 
     let mut extraction = Extraction {
         thinking: Vec::new(),
@@ -50,6 +53,32 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
     Ok(extraction)
 }
 
+/// Reads usage, model, stop reason and the number of tool calls (`tool_use` and
+/// `server_tool_use` blocks, as [`parse`] counts them) from a Messages response. Block content
+/// (thinking, signatures, text, tool input) is skipped, never decoded or copied.
+///
+/// Errors: [`AdapterError::Unsupported`] when the body is not a JSON object.
+pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    if !mnemom_plugin_sdk::json::starts_object(body) {
+        return Err(AdapterError::Unsupported(
+            "response body is not a JSON object".to_owned(),
+        ));
+    }
+    let message: Message<BlockType<'_>> = serde_json::from_slice(body).map_err(unsupported)?;
+    let tool_calls = message
+        .content
+        .0
+        .iter()
+        .filter(|block| matches!(block.0.as_str(), Some("tool_use" | "server_tool_use")))
+        .count();
+    Ok(ResponseSummary {
+        usage: message.usage.into_usage(),
+        model: message.model,
+        stop_reason: message.stop_reason,
+        tool_calls: u32::try_from(tool_calls).unwrap_or(u32::MAX),
+    })
+}
+
 fn non_empty(text: Option<String>) -> Option<String> {
     text.filter(|t| !t.is_empty())
 }
@@ -64,16 +93,28 @@ fn unsupported(e: serde_json::Error) -> AdapterError {
     ))
 }
 
-/// The members of a Messages response that the extraction reads.
-#[derive(Debug, Default)]
-struct Message<'a> {
-    content: List<Node<'a>>,
+/// The members of a Messages response that the extraction reads, with each content block read
+/// as `B`: a whole [`Node`] for `parse`, only its [`BlockType`] for `summarize`.
+#[derive(Debug)]
+struct Message<B> {
+    content: List<B>,
     model: Option<String>,
     stop_reason: Option<String>,
     usage: WireUsage,
 }
 
-impl<'de> Lenient<'de> for Message<'de> {
+impl<B> Default for Message<B> {
+    fn default() -> Self {
+        Self {
+            content: List::default(),
+            model: None,
+            stop_reason: None,
+            usage: WireUsage::default(),
+        }
+    }
+}
+
+impl<'de, B: Deserialize<'de>> Lenient<'de> for Message<B> {
     fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "content" => self.content = map.next_value()?,
@@ -86,7 +127,27 @@ impl<'de> Lenient<'de> for Message<'de> {
     }
 }
 
-deserialize_leniently!(Message<'de>);
+impl<'de, B: Deserialize<'de>> Deserialize<'de> for Message<B> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        mnemom_plugin_sdk::lenient::lenient(d)
+    }
+}
+
+/// A content block's `type`; everything else in the block is skipped.
+#[derive(Debug, Default)]
+struct BlockType<'a>(Val<'a>);
+
+impl<'de> Lenient<'de> for BlockType<'de> {
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "type" => self.0 = wire::val(map)?,
+            _ => wire::skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+deserialize_leniently!(BlockType<'de>);
 
 #[cfg(test)]
 mod tests {
@@ -109,6 +170,26 @@ mod tests {
         assert_eq!(e.text, ["hi"]);
         assert!(e.thinking.is_empty() && e.tool_calls.is_empty());
         assert!(e.usage.is_none() && e.model.is_none() && e.stop_reason.is_none());
+    }
+
+    #[test]
+    fn summary_counts_what_the_parse_reads() {
+        let body = br#"{"model":"m","stop_reason":"tool_use","usage":{"input_tokens":3,"output_tokens":4},
+            "content":[{"type":"thinking","thinking":"t\u00e9","signature":"s"},{"type":"text","text":"x"},
+            {"type":"tool_use","id":"a","name":"f","input":{}},{"type":"server_tool_use","name":"g"},"odd",{"type":7}]}"#;
+        let full = parse(body).unwrap();
+        let summary = summarize(body).unwrap();
+        assert_eq!(summary.tool_calls as usize, full.tool_calls.len());
+        assert_eq!(summary.tool_calls, 2);
+        assert_eq!(summary.model, full.model);
+        assert_eq!(summary.stop_reason, full.stop_reason);
+        assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+        for body in [&b"not json"[..], b"", b"[]", b"{\"content\":", b"{} x"] {
+            assert!(
+                matches!(summarize(body), Err(AdapterError::Unsupported(_))),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]

@@ -105,10 +105,13 @@ impl Settings {
         (settings, problems)
     }
 
-    /// Reads the settings from the host's configuration. Invalid values fall back to their
-    /// defaults silently here; `describe` (the load-time call) reports them once.
-    fn from_host() -> Self {
-        Self::from_lookup(host::config_get).0
+    /// The settings from the host's configuration, read on this instance's first request.
+    /// Invalid values fall back to their defaults silently here; `describe` (the load-time call)
+    /// reports them once. An instance never sees another configuration (a changed manifest is a
+    /// new plugin version with new instances), so reading them once saves host calls per request.
+    fn from_host() -> &'static Self {
+        static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+        SETTINGS.get_or_init(|| Self::from_lookup(host::config_get).0)
     }
 }
 
@@ -146,7 +149,7 @@ impl Guest for Adapter {
     }
 
     fn transform_request(request: RequestInfo, body: Vec<u8>) -> Result<RequestPlan, AdapterError> {
-        request::transform(&Settings::from_host(), &request, &body)
+        request::transform(Settings::from_host(), &request, &body)
     }
 
     fn parse_response(body: Vec<u8>) -> Result<Extraction, AdapterError> {

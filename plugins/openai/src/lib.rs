@@ -159,9 +159,12 @@ fn host_config(key: &str) -> Option<String> {
     host::config_get(key)
 }
 
-/// Settings for one call. Read on every call: instances are pooled and keep no state.
-fn settings() -> Settings {
-    Settings::from_config(&host_config, &mut |_| {})
+/// The settings, read from the host on this instance's first call. An instance never sees
+/// another configuration (a changed manifest is a new plugin version with new instances), so
+/// reading them once saves host calls on every request.
+fn settings() -> &'static Settings {
+    static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    SETTINGS.get_or_init(|| Settings::from_config(&host_config, &mut |_| {}))
 }
 
 struct Adapter;
@@ -175,7 +178,7 @@ impl Guest for Adapter {
     }
 
     fn transform_request(request: RequestInfo, body: Vec<u8>) -> Result<RequestPlan, AdapterError> {
-        request::transform(&settings(), &request, &body)
+        request::transform(settings(), &request, &body)
     }
 
     fn parse_response(body: Vec<u8>) -> Result<Extraction, AdapterError> {

@@ -4,20 +4,11 @@ use mnemom_adapter_anthropic::error;
 use mnemom_adapter_anthropic::mnemom::gateway::types::{ErrorKind, GatewayError};
 use serde_json::Value;
 
-use crate::support::{fixture_files, read};
+use crate::support::{json_fixtures, read};
 
 #[test]
 fn rendered_errors_have_anthropics_envelope() {
-    let fixtures: Vec<_> = fixture_files("json")
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("error-")
-        })
-        .collect();
+    let fixtures: Vec<_> = json_fixtures("error-");
     assert_eq!(fixtures.len(), 2);
     for path in fixtures {
         let mut recorded: Value = serde_json::from_slice(&read(&path)).unwrap();

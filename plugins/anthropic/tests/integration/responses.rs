@@ -3,20 +3,11 @@
 use mnemom_adapter_anthropic::mnemom::gateway::types::AdapterError;
 use mnemom_adapter_anthropic::response;
 
-use crate::support::{expected_for, extraction_json, fixture_files, read};
+use crate::support::{expected_for, extraction_json, json_fixtures, read};
 
 #[test]
 fn every_response_fixture_matches_its_expected_extraction() {
-    let fixtures: Vec<_> = fixture_files("json")
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("messages-")
-        })
-        .collect();
+    let fixtures: Vec<_> = json_fixtures("messages-");
     assert_eq!(
         fixtures.len(),
         5,
@@ -49,4 +40,24 @@ fn non_json_is_unsupported() {
         response::parse(b"<html>502 Bad Gateway</html>"),
         Err(AdapterError::Unsupported(_))
     ));
+}
+
+#[test]
+fn every_response_fixture_summarizes_to_what_its_parse_reads() {
+    let fixtures: Vec<_> = json_fixtures("messages-");
+    assert!(!fixtures.is_empty());
+    for path in fixtures {
+        let body = read(&path);
+        let full = response::parse(&body).unwrap();
+        let summary = response::summarize(&body).unwrap();
+        let name = path.display();
+        assert_eq!(summary.tool_calls as usize, full.tool_calls.len(), "{name}");
+        assert_eq!(summary.model, full.model, "{name}");
+        assert_eq!(summary.stop_reason, full.stop_reason, "{name}");
+        assert_eq!(
+            format!("{:?}", summary.usage),
+            format!("{:?}", full.usage),
+            "{name}"
+        );
+    }
 }

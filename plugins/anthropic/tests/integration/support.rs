@@ -22,6 +22,18 @@ pub fn fixture_files(ext: &str) -> Vec<PathBuf> {
     testing::files_with_extension(&fixtures(), ext)
 }
 
+/// The `.json` fixtures whose file name starts with `prefix`, sorted.
+pub fn json_fixtures(prefix: &str) -> Vec<PathBuf> {
+    fixture_files("json")
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
 /// `expected/<stem>.json` for a fixture.
 pub fn expected_for(fixture: &Path) -> Value {
     let stem = fixture.file_stem().unwrap().to_str().unwrap();
