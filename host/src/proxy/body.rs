@@ -207,7 +207,7 @@ impl Body for TeeBody {
             Poll::Ready(None) => {
                 finish_capture(this.capture, true);
                 if let Some(finish) = this.finisher.take() {
-                    finish(BodyOutcome::Complete);
+                    after_this_poll(move || finish(BodyOutcome::Complete));
                 }
                 Poll::Ready(None)
             }
@@ -234,7 +234,7 @@ impl Body for TeeBody {
                 if this.inner.is_end_stream() {
                     finish_capture(this.capture, true);
                     if let Some(finish) = this.finisher.take() {
-                        finish(BodyOutcome::Complete);
+                        after_this_poll(move || finish(BodyOutcome::Complete));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -273,6 +273,16 @@ fn copy_chunk(capture: &mut Capture, data: &Bytes) -> bool {
             let queued = lag.fetch_add(data.len(), Ordering::AcqRel) + data.len();
             queued <= *limit && tx.send(data.clone()).is_ok()
         }
+    }
+}
+
+/// Runs `finish` once the task polling the body yields: after hyper has written (and flushed)
+/// the frame being returned, so completing the exchange (metrics, usage record, observers)
+/// is never on the way of the response's last bytes. Outside a runtime it runs at once.
+fn after_this_poll(finish: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { finish() })),
+        Err(_) => finish(),
     }
 }
 

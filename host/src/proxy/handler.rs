@@ -39,6 +39,10 @@ const STREAM_COPY_LAG_BYTES: usize = 4 << 20;
 /// `extract_stream`).
 const STREAM_PARSE_BATCH_BYTES: usize = 64 << 10;
 
+/// The largest whole response body read on the request worker that served it (64 KiB: tens of
+/// microseconds of parsing); a larger one is read on the main runtime.
+const WORKER_PARSE_MAX_BYTES: usize = 64 << 10;
+
 /// Everything the proxy needs, shared by all requests.
 #[derive(Debug)]
 pub struct Proxy {
@@ -499,9 +503,17 @@ impl Proxy {
         );
 
         if let Some((task, source, end_rx)) = spawned {
-            // Off the workers: parsing a finished stream must not delay the requests of the
-            // worker it came from.
-            drop(crate::workers::spawn_background(task.run(source, end_rx)));
+            let run = task.run(source, end_rx);
+            if is_sse {
+                // Off the workers: parsing a finished stream must not delay the requests of the
+                // worker it came from.
+                drop(crate::workers::spawn_background(run));
+            } else {
+                // A whole body is read where it was served, after its last byte went out: a
+                // few microseconds, cheaper than waking another thread for them (a large body
+                // moves off the worker; see `ExtractionTask::run`).
+                drop(tokio::spawn(run));
+            }
         }
 
         let mut response = Response::new(BodyExt::boxed_unsync(body));
@@ -741,13 +753,44 @@ impl ExtractionTask {
             CaptureSource::Skipped(note) => (None, Some(note)),
             CaptureSource::Stream { rx, lag } => self.extract_stream(rx, lag).await,
             CaptureSource::Whole { rx, encoding } => match rx.await {
-                Ok(Some(chunks)) => self.extract_whole(chunks, &encoding).await,
+                Ok(Some(chunks)) => {
+                    let size: usize = chunks.iter().map(Bytes::len).sum();
+                    if size > WORKER_PARSE_MAX_BYTES && crate::workers::home().is_some() {
+                        // Too long to read on a request worker: its next requests would wait.
+                        drop(crate::workers::spawn_background(
+                            self.run_whole(chunks, encoding, end),
+                        ));
+                        return;
+                    }
+                    self.extract_whole(chunks, &encoding).await
+                }
                 Ok(None) | Err(_) => (
                     None,
                     Some("response body incomplete or larger than the capture limit".to_owned()),
                 ),
             },
         };
+        self.finish(extracted, note, end).await;
+    }
+
+    /// Extracts a whole body and completes the exchange.
+    async fn run_whole(
+        self,
+        chunks: Vec<Bytes>,
+        encoding: String,
+        end: oneshot::Receiver<(BodyOutcome, Duration)>,
+    ) {
+        let (extracted, note) = self.extract_whole(chunks, &encoding).await;
+        self.finish(extracted, note, end).await;
+    }
+
+    /// Waits for the body's end and completes the exchange.
+    async fn finish(
+        self,
+        extracted: Option<Extracted>,
+        note: Option<String>,
+        end: oneshot::Receiver<(BodyOutcome, Duration)>,
+    ) {
         let (outcome, duration) = end
             .await
             .unwrap_or((BodyOutcome::ClientGone, self.forwarded.arrived.elapsed()));
