@@ -184,6 +184,26 @@ mod tests {
         assert_eq!(summary.model, full.model);
         assert_eq!(summary.stop_reason, full.stop_reason);
         assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+        // Escaped keys, repeated keys (the last wins), odd shapes: as the parse reads them.
+        for body in [
+            &br#"{"\u0063ontent":[{"type":"tool_use"},{"t\u0079pe":"server_tool_use"}],"model":1}"#
+                [..],
+            br#"{"content":[{"type":"tool_use"}],"content":[],"model":"a","model":"b"}"#,
+            br#"{"content":{"type":"tool_use"},"usage":null,"stop_reason":null}"#,
+            br#"{"content":[{"type":"text","type":"tool_use"}],"usage":{"input_tokens":"x"}}"#,
+        ] {
+            let (full, summary) = (parse(body).unwrap(), summarize(body).unwrap());
+            assert_eq!(
+                summary.tool_calls as usize,
+                full.tool_calls.len(),
+                "{body:?}"
+            );
+            assert_eq!(
+                (&summary.model, &summary.stop_reason),
+                (&full.model, &full.stop_reason)
+            );
+            assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+        }
         for body in [&b"not json"[..], b"", b"[]", b"{\"content\":", b"{} x"] {
             assert!(
                 matches!(summarize(body), Err(AdapterError::Unsupported(_))),
