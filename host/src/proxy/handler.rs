@@ -955,10 +955,16 @@ impl ExtractionTask {
         // A whole body reaches this task only when no check holds it for a verdict, so its
         // content is read only if an observer wants it; otherwise the summary is enough.
         let plugin = &self.adapter.plugin;
-        let summarize = plugin.summarizes() && !self.proxy.observer.needs_content();
-        let (function, result) = if summarize {
+        let (function, result) = if !self.proxy.observer.needs_content() {
+            // `summarize-response`, or `parse-response` reduced to the summary when the adapter
+            // does not export it.
             let summary = plugin.summarize_response(&body).await;
-            ("summarize-response", summary.map(Extracted::from))
+            let function = if plugin.summarizes() {
+                "summarize-response"
+            } else {
+                "parse-response"
+            };
+            (function, summary.map(Extracted::from))
         } else {
             let extraction = plugin.parse_response(&body).await;
             ("parse-response", extraction.map(Extracted::from))

@@ -45,10 +45,9 @@ fn export_writes_loadable_plugins_and_inspect_accepts_them() {
         assert!(out.status.success(), "{text}");
         assert!(text.contains("world:    provider-adapter"), "{text}");
         assert!(text.contains("verdict:  accepted"), "{text}");
-        // The optional summary export is listed where the adapter has it.
-        assert_eq!(
+        // The built-in adapters all have the optional summary export.
+        assert!(
             text.contains("mnemom:gateway/adapter-summary@0.1.0"),
-            name == "anthropic",
             "{text}"
         );
         assert!(

@@ -329,6 +329,49 @@ async fn a_response_whose_content_nothing_reads_is_only_summarized() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_without_the_summary_export_is_summarized_from_its_parse() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit_wasm();
+    std::fs::write(dir.path().join("compat.wasm"), &wasm).unwrap();
+    let text = manifest(
+        "compat",
+        "compat",
+        &wasm,
+        "fail-open",
+        1000,
+        &[("name", "compat"), ("route-prefix", "/compat")],
+    );
+    std::fs::write(dir.path().join("compat.plugin.toml"), text).unwrap();
+    let dirs = dir.path().display().to_string();
+    let base = mock.base_url();
+    let gateway = TestGateway::start(
+        &mock,
+        &[("MNEMOM_PLUGIN_DIRS", &dirs), ("COMPAT_BASE_URL", &base)],
+    )
+    .await;
+    gateway.collector.set_counts_only();
+    let response = post(
+        &gateway.url("/compat/v1/chat/completions"),
+        &[
+            ("authorization", "Bearer compat-key"),
+            ("x-mock-fixture", "openai/chat-completions-text.json"),
+        ],
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let exchanges = gateway.collector.wait_for(1).await;
+    let extracted = exchanges[0].extracted.as_ref().unwrap();
+    assert!(extracted.is_summary() && extracted.text.is_empty());
+    assert!(extracted.model.is_some());
+    assert_eq!(extracted.tool_call_count(), 0);
+    let parsed =
+        r#"gateway_plugin_call_duration_seconds_count{function="parse-response",plugin="compat"}"#;
+    assert_eq!(gateway.metric(parsed).await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_responses_are_forwarded_compressed_and_still_extracted() {
     let mock = mock().await;
     let gateway = TestGateway::start(&mock, &[]).await;

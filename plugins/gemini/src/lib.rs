@@ -1,5 +1,5 @@
 //! Provider adapter for Google's Gemini API (`generateContent` / `streamGenerateContent`), built
-//! as a `provider-adapter` component: the WIT bindings, the exported functions and the plugin's
+//! as a `provider-adapter-with-summary` component: the WIT bindings, the exported functions and the plugin's
 //! configuration. The translation itself lives in pure modules that take a plain [`Settings`],
 //! so that native tests, host tests and benchmarks can call them without a host.
 #![cfg_attr(
@@ -11,7 +11,7 @@
 )]
 
 wit_bindgen::generate!({
-    world: "provider-adapter",
+    world: "provider-adapter-with-summary",
     path: "../../wit",
 });
 
@@ -162,6 +162,14 @@ impl Guest for Adapter {
 
     fn map_error(error: GatewayError) -> Vec<u8> {
         error::render(&error)
+    }
+}
+
+impl exports::mnemom::gateway::adapter_summary::Guest for Adapter {
+    fn summarize_response(
+        body: Vec<u8>,
+    ) -> Result<exports::mnemom::gateway::adapter_summary::ResponseSummary, AdapterError> {
+        response::summarize(&body)
     }
 }
 

@@ -1,11 +1,12 @@
 //! Complete `generateContent` responses: thoughts, text, function calls, usage, model and
-//! finish reason of the first candidate. Also the `GenerateContentResponse` wire types that the
+//! finish reason of the first candidate (or only their summary). Also the `GenerateContentResponse` wire types that the
 //! streaming parser shares (every SSE event carries one such response as a chunk).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::unsupported;
+use crate::exports::mnemom::gateway::adapter_summary::ResponseSummary;
 use crate::types::{AdapterError, Extraction, ToolCall, Usage};
 use mnemom_plugin_sdk::json;
 
@@ -200,9 +201,36 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
     Ok(extraction)
 }
 
+/// Usage, model, finish reason and the number of function calls of a complete body (the
+/// `summarize-response` export): the same reading as [`parse`], without copying out thoughts,
+/// text or arguments.
+pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    let mut response = GenerateContentResponse::from_slice(body)?;
+    let (parts, stop_reason) = response.take_parts_and_stop();
+    // Every part with a function call is one, as `parse` reads them (`Part::into_kind`).
+    let tool_calls = parts.iter().filter(|p| p.function_call.is_some()).count();
+    Ok(ResponseSummary {
+        usage: response.usage(),
+        model: response.model_version.take(),
+        stop_reason,
+        tool_calls: u32::try_from(tool_calls).unwrap_or(u32::MAX),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary agrees with the parse.
+    fn assert_summary_matches(body: &[u8]) {
+        let (full, summary) = (parse(body).unwrap(), summarize(body).unwrap());
+        assert_eq!(summary.tool_calls as usize, full.tool_calls.len());
+        assert_eq!(
+            (&summary.model, &summary.stop_reason),
+            (&full.model, &full.stop_reason)
+        );
+        assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+    }
 
     #[test]
     fn thought_text_and_calls_in_order() {
@@ -237,6 +265,7 @@ mod tests {
         );
         assert_eq!(e.model.as_deref(), Some("gemini-2.5-flash"));
         assert_eq!(e.stop_reason.as_deref(), Some("STOP"));
+        assert_summary_matches(body);
     }
 
     #[test]
@@ -254,6 +283,8 @@ mod tests {
         assert_eq!(e.stop_reason.as_deref(), Some("SAFETY"));
         assert_eq!(e.usage.unwrap().input_tokens, Some(7));
         assert_eq!(e.model, None);
+        assert_summary_matches(body);
+        assert_summary_matches(blocked);
     }
 
     #[test]
@@ -268,6 +299,10 @@ mod tests {
         ] {
             assert!(
                 matches!(parse(body), Err(AdapterError::Unsupported(_))),
+                "{body:?}"
+            );
+            assert!(
+                matches!(summarize(body), Err(AdapterError::Unsupported(_))),
                 "{body:?}"
             );
         }

@@ -122,6 +122,20 @@ fn json_responses_match_their_extractions() {
         let extraction = response::parse(body).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let expected: Value = serde_json::from_str(expected).unwrap();
         assert_eq!(extraction_json(&extraction), expected, "{name}");
+        // The summary reads the same usage, model, stop reason and tool-call count.
+        let summary = response::summarize(body).unwrap();
+        assert_eq!(
+            summary.tool_calls as usize,
+            extraction.tool_calls.len(),
+            "{name}"
+        );
+        assert_eq!(summary.model, extraction.model, "{name}");
+        assert_eq!(summary.stop_reason, extraction.stop_reason, "{name}");
+        assert_eq!(
+            format!("{:?}", summary.usage),
+            format!("{:?}", extraction.usage),
+            "{name}"
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! Provider adapter for the OpenAI Chat Completions and Responses APIs (and OpenAI-compatible
-//! providers), built as a `provider-adapter` component: the WIT bindings, the `Guest` wiring, the
+//! providers), built as a `provider-adapter-with-summary` component: the WIT bindings, the `Guest` wiring, the
 //! descriptor and the reading of the plugin's configuration into [`Settings`].
 //!
 //! Everything below the wiring is pure and takes plain values, so it runs natively in tests and
@@ -13,7 +13,7 @@
 )]
 
 wit_bindgen::generate!({
-    world: "provider-adapter",
+    world: "provider-adapter-with-summary",
     path: "../../wit",
     additional_derives: [PartialEq, Eq, Clone],
 });
@@ -191,6 +191,14 @@ impl Guest for Adapter {
 
     fn map_error(error: GatewayError) -> Vec<u8> {
         error::render(&error)
+    }
+}
+
+impl exports::mnemom::gateway::adapter_summary::Guest for Adapter {
+    fn summarize_response(
+        body: Vec<u8>,
+    ) -> Result<exports::mnemom::gateway::adapter_summary::ResponseSummary, AdapterError> {
+        response::summarize(&body)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Extraction from complete (non-streamed) responses: Chat Completions `chat.completion` bodies
 //! (including the `reasoning_content`/`reasoning` fields of DeepSeek/OpenRouter-style compatible
 //! providers) and Responses API `response` objects (reasoning summaries and reasoning text,
-//! output text, function and custom tool calls).
+//! output text, function and custom tool calls); and the summary of the same bodies (usage, model,
+//! stop reason, tool-call count).
 
+use crate::exports::mnemom::gateway::adapter_summary::ResponseSummary;
 use crate::wire::{self, Item, Message};
 use crate::{AdapterError, Extraction, ToolCall};
 
@@ -10,14 +12,7 @@ use crate::{AdapterError, Extraction, ToolCall};
 /// (the `parse-response` export). A JSON object of neither API's shape (an embeddings list, say)
 /// yields only its model and usage; a body that is not a JSON object is `Unsupported`.
 pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
-    if !mnemom_plugin_sdk::json::starts_object(body) {
-        return Err(AdapterError::Unsupported(
-            "response body is not a JSON object".into(),
-        ));
-    }
-    let mut doc = wire::parse_doc(body).map_err(|e| {
-        AdapterError::Unsupported(format!("response body is not a readable JSON object: {e}"))
-    })?;
+    let mut doc = read(body)?;
     let mut out = Extraction {
         thinking: Vec::new(),
         text: Vec::new(),
@@ -41,6 +36,63 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
         out.stop_reason = doc.responses_stop_reason();
     }
     Ok(out)
+}
+
+/// Usage, model, stop reason and the number of tool calls of a complete 2xx body (the
+/// `summarize-response` export): the same reading as [`parse`], without copying out thinking,
+/// text or arguments.
+pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    let mut doc = read(body)?;
+    let usage = doc.usage.take().map(wire::RawUsage::into_usage);
+    let model = std::mem::take(&mut doc.model).owned();
+    let (stop_reason, tool_calls) = if let Some(choices) = doc.choices.0.take() {
+        // As in `parse`: the first choice only.
+        match choices.into_iter().next() {
+            Some(choice) => {
+                let calls = choice.message.map_or(0, |message| {
+                    message
+                        .tool_calls
+                        .items()
+                        .into_iter()
+                        .filter_map(wire::ChatToolCall::into_tool_call)
+                        .count()
+                });
+                (choice.finish_reason.owned(), calls)
+            }
+            None => (None, 0),
+        }
+    } else if let Some(items) = doc.output.0.take() {
+        let calls = items
+            .iter()
+            .filter(|item| {
+                matches!(
+                    item.kind.as_str(),
+                    Some("function_call" | "custom_tool_call")
+                )
+            })
+            .count();
+        (doc.responses_stop_reason(), calls)
+    } else {
+        (None, 0)
+    };
+    Ok(ResponseSummary {
+        usage,
+        model,
+        stop_reason,
+        tool_calls: u32::try_from(tool_calls).unwrap_or(u32::MAX),
+    })
+}
+
+/// The document of a complete 2xx body; `Unsupported` when it is not a JSON object.
+fn read(body: &[u8]) -> Result<wire::Doc<'_>, AdapterError> {
+    if !mnemom_plugin_sdk::json::starts_object(body) {
+        return Err(AdapterError::Unsupported(
+            "response body is not a JSON object".into(),
+        ));
+    }
+    wire::parse_doc(body).map_err(|e| {
+        AdapterError::Unsupported(format!("response body is not a readable JSON object: {e}"))
+    })
 }
 
 fn read_chat_message(mut message: Message<'_>, out: &mut Extraction) {
