@@ -237,29 +237,31 @@ pub(super) async fn insert_usage_events(
         .await
         .map_err(|e| store.error(op, e))?;
     let mut inserted = 0;
+    // The batch's write time, what the column's `strftime` default would give each row.
+    let created_at = timestamp(Utc::now());
     for chunk in statement_chunks(batch) {
-        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
-            "INSERT INTO usage_events (",
-            usage_columns!(),
-            ") "
-        ));
-        builder.push_values(chunk, |mut row, r| {
-            row.push_bind(r.id.clone())
-                .push_bind(r.agent_id.clone())
-                .push_bind(r.session_id.clone())
-                .push_bind(r.trace_id.clone())
-                .push_bind(timestamp(r.timestamp))
-                .push_bind(r.provider.clone())
-                .push_bind(r.model.clone())
-                .push_bind(r.tokens_in)
-                .push_bind(r.tokens_out)
-                .push_bind(r.duration_ms)
-                .push_bind(r.tool_count)
-                .push_bind(r.gateway_log_id.clone());
-        });
-        builder.push(" ON CONFLICT (id) DO NOTHING");
-        let result = builder
-            .build()
+        let mut query = match usage_insert_sql(chunk.len()) {
+            Some(sql) => sqlx::query(sql),
+            // Not reached (every chunk has one of the prepared sizes); correct all the same.
+            None => sqlx::query(sqlx::AssertSqlSafe(build_usage_insert(chunk.len()))),
+        };
+        for r in chunk {
+            query = query
+                .bind(r.id.clone())
+                .bind(r.agent_id.clone())
+                .bind(r.session_id.clone())
+                .bind(r.trace_id.clone())
+                .bind(timestamp(r.timestamp))
+                .bind(r.provider.clone())
+                .bind(r.model.clone())
+                .bind(r.tokens_in)
+                .bind(r.tokens_out)
+                .bind(r.duration_ms)
+                .bind(r.tool_count)
+                .bind(r.gateway_log_id.clone())
+                .bind(created_at.clone());
+        }
+        let result = query
             .execute(&mut *tx)
             .await
             .map_err(|e| store.error(op, e))?;
@@ -267,6 +269,34 @@ pub(super) async fn insert_usage_events(
     }
     tx.commit().await.map_err(|e| store.error(op, e))?;
     Ok(inserted)
+}
+
+/// The multi-row usage `INSERT` for each of [`STATEMENT_ROWS`], built once: every batch of a size
+/// then sends the same text (prepared once per connection) and costs only its binds.
+fn usage_insert_sql(rows: usize) -> Option<&'static str> {
+    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        STATEMENT_ROWS
+            .iter()
+            .map(|&rows| (rows, build_usage_insert(rows)))
+            .collect()
+    })
+    .iter()
+    .find(|(n, _)| *n == rows)
+    .map(|(_, sql)| sql.as_str())
+}
+
+/// `INSERT INTO usage_events (…, created_at) VALUES (?, …), … ON CONFLICT (id) DO NOTHING` for
+/// `rows` rows. `created_at` is bound (the batch's write time) rather than left to the column
+/// default, which SQLite would otherwise compute with `strftime` for every row.
+fn build_usage_insert(rows: usize) -> String {
+    const COLUMNS: usize = 13;
+    let row = format!("({})", vec!["?"; COLUMNS].join(", "));
+    format!(
+        "INSERT INTO usage_events ({}, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+        usage_columns!(),
+        vec![row; rows].join(", ")
+    )
 }
 
 pub(super) async fn recent_checkpoints(
@@ -316,5 +346,16 @@ mod tests {
         }
         let sizes: Vec<usize> = statement_chunks(&[0u8; 70]).map(<[u8]>::len).collect();
         assert_eq!(sizes, [64, 4, 1, 1]);
+    }
+
+    #[test]
+    fn usage_inserts_have_one_placeholder_per_column_and_row() {
+        let columns = usage_columns!().split(',').count() + 1;
+        for rows in STATEMENT_ROWS {
+            let sql = usage_insert_sql(rows).unwrap();
+            assert_eq!(sql.matches('?').count(), rows * columns, "{rows}");
+            assert!(sql.ends_with("ON CONFLICT (id) DO NOTHING"));
+        }
+        assert_eq!(usage_insert_sql(3), None);
     }
 }
