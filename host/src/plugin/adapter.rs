@@ -334,9 +334,13 @@ impl AdapterPlugin {
         &self.manifest.name
     }
 
-    /// The proxy's per-request metric series of this adapter's provider.
-    pub fn provider_series(&self) -> Option<&Arc<crate::metrics::ProviderSeries>> {
-        self.provider_series.as_ref()
+    /// The proxy's per-request metric series of this adapter's provider (resolved at load; only
+    /// the load-time smoke call runs before that, and it is resolved on demand then).
+    pub fn provider_series(&self) -> Arc<crate::metrics::ProviderSeries> {
+        match &self.provider_series {
+            Some(series) => series.clone(),
+            None => Arc::new(self.metrics.provider_series(&self.descriptor.name)),
+        }
     }
 
     /// The validated descriptor.

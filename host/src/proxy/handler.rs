@@ -109,7 +109,7 @@ impl Proxy {
                 let response = error.into_response(adapter).await;
                 count_response(
                     &self.metrics,
-                    adapter.plugin.provider_series().map(|s| &**s),
+                    &adapter.plugin.provider_series(),
                     &provider,
                     response.status(),
                     arrived.elapsed(),
@@ -459,7 +459,7 @@ impl Proxy {
         // One reference for the finisher (cloning `Metrics` would take one per metric family).
         let proxy = self.clone();
         let provider = adapter.plugin.descriptor().name.clone();
-        let series = adapter.plugin.provider_series().cloned();
+        let series = adapter.plugin.provider_series();
         let headers_ready = arrived.elapsed();
         // The gateway's own time: everything before the request left plus the time between the
         // upstream's headers and ours. Body streaming time belongs to the upstream.
@@ -469,14 +469,7 @@ impl Proxy {
             let total = arrived.elapsed();
             let metrics = &proxy.metrics;
             metrics.active_streams.dec();
-            count_response(
-                metrics,
-                series.as_deref(),
-                &provider,
-                status,
-                total,
-                Some(overhead),
-            );
+            count_response(metrics, &series, &provider, status, total, Some(overhead));
             if outcome == BodyOutcome::UpstreamError {
                 metrics
                     .upstream_errors_total
@@ -657,7 +650,10 @@ impl Proxy {
     }
 
     /// Metrics and the exchange record of a held response.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the held response's parts, each used once; a struct would only rename them"
+    )]
     fn finish_held(
         &self,
         adapter: &RoutedAdapter,
@@ -671,10 +667,10 @@ impl Proxy {
         let provider = &forwarded.provider;
         let total = forwarded.arrived.elapsed();
         let metrics = &self.metrics;
-        let series = adapter.plugin.provider_series().map(|s| &**s);
+        let series = adapter.plugin.provider_series();
         count_response(
             metrics,
-            series,
+            &series,
             provider,
             status,
             total,
@@ -682,7 +678,7 @@ impl Proxy {
         );
         count_extraction(
             metrics,
-            series,
+            &series,
             provider,
             if extracted.is_some() {
                 "success"
@@ -831,14 +827,8 @@ impl ExtractionTask {
         };
         let metrics = &self.proxy.metrics;
         let series = self.adapter.plugin.provider_series();
-        count_extraction(metrics, series.map(|s| &**s), &provider, result);
-        match series {
-            Some(series) => series.extraction_task.inc(),
-            None => metrics
-                .background_tasks_total
-                .with_label_values(&["extraction"])
-                .inc(),
-        }
+        count_extraction(metrics, &series, &provider, result);
+        series.extraction_task.inc();
         if let (Some(aip), Some(ctx), Some(extracted)) =
             (&self.proxy.aip, &self.forwarded.aip, &extracted)
             && self.is_sse
@@ -989,56 +979,31 @@ impl ExtractionTask {
 /// gateway's own share of it (`overhead_seconds`) when known.
 fn count_response(
     metrics: &Metrics,
-    series: Option<&ProviderSeries>,
+    series: &ProviderSeries,
     provider: &str,
     status: http::StatusCode,
     total: Duration,
     overhead: Option<Duration>,
 ) {
-    match series {
-        Some(series) => {
-            if status == http::StatusCode::OK {
-                series.ok.inc();
-            } else {
-                metrics
-                    .requests_total
-                    .with_label_values(&[provider, status.as_str()])
-                    .inc();
-            }
-            series.duration.observe(total.as_secs_f64());
-            if let Some(overhead) = overhead {
-                series.overhead.observe(overhead.as_secs_f64());
-            }
-        }
-        None => {
-            metrics
-                .requests_total
-                .with_label_values(&[provider, status.as_str()])
-                .inc();
-            metrics
-                .request_duration
-                .with_label_values(&[provider])
-                .observe(total.as_secs_f64());
-            if let Some(overhead) = overhead {
-                metrics
-                    .overhead_seconds
-                    .with_label_values(&[provider])
-                    .observe(overhead.as_secs_f64());
-            }
-        }
+    if status == http::StatusCode::OK {
+        series.ok.inc();
+    } else {
+        metrics
+            .requests_total
+            .with_label_values(&[provider, status.as_str()])
+            .inc();
+    }
+    series.duration.observe(total.as_secs_f64());
+    if let Some(overhead) = overhead {
+        series.overhead.observe(overhead.as_secs_f64());
     }
 }
 
 /// Counts one extraction result (`gateway_extractions_total`).
-fn count_extraction(
-    metrics: &Metrics,
-    series: Option<&ProviderSeries>,
-    provider: &str,
-    result: &str,
-) {
-    match (series, result) {
-        (Some(series), "success") => series.extraction_success.inc(),
-        (Some(series), "skipped") => series.extraction_skipped.inc(),
+fn count_extraction(metrics: &Metrics, series: &ProviderSeries, provider: &str, result: &str) {
+    match result {
+        "success" => series.extraction_success.inc(),
+        "skipped" => series.extraction_skipped.inc(),
         _ => metrics
             .extractions_total
             .with_label_values(&[provider, result])
