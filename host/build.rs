@@ -140,6 +140,12 @@ fn build_plugins(root: &Path) -> Result<PathBuf, String> {
             command.env_remove(key);
         }
     }
+    // 128-bit SIMD (every wasmtime host runs it): the adapters' response summaries find string
+    // ends 16 bytes at a time with it (`mnemom_plugin_sdk::skim`).
+    command.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-Ctarget-feature=+simd128",
+    );
     let status = command
         .status()
         .map_err(|e| format!("running cargo for the plugin components: {e}"))?;

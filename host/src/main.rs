@@ -12,6 +12,9 @@ use mnemom_gateway::app::{App, BuildError};
 use mnemom_gateway::config::{Config, EnvSource};
 use mnemom_gateway::proxy::exchange::LogObserver;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for configuration errors (EX_CONFIG-style usage error, as sysexits' EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 

@@ -6,6 +6,7 @@
 //! - [`lenient`]: lenient readers for provider JSON;
 //! - [`config`]: typed configuration values and descriptor overrides;
 //! - [`notes`]: formatting of the gateway's system notes;
+//! - [`skim`]: a copy of a document with its long strings cut out, for response summaries;
 //! - [`evidence`]: cutting a concern's evidence to the 200 characters the host keeps;
 //! - `policy` (feature `policy` or `policy-pure`, for AIP policy authors): the bindings of a
 //!   policy world generated inside the SDK, the `export_policy!` macro and report, verdict,
@@ -21,6 +22,7 @@ pub mod lenient;
 pub mod notes;
 #[cfg(any(feature = "policy", feature = "policy-pure"))]
 pub mod policy;
+pub mod skim;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod verdict;

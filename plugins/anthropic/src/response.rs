@@ -2,6 +2,7 @@
 //! its `content` blocks, `usage`, `model` and `stop_reason`; and `summarize-response`, the same
 //! read with every block's content skipped unread.
 
+use mnemom_plugin_sdk::skim;
 use serde::Deserialize;
 use serde::de::MapAccess;
 
@@ -59,6 +60,15 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
 ///
 /// Errors: [`AdapterError::Unsupported`] when the body is not a JSON object.
 pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    // Long strings (thinking, signatures, text) are cut out first: the summary never reads them, and stepping over
+    // them is most of a summary's work (`mnemom_plugin_sdk::skim`).
+    skim::read_skimmed(body, summarize_exact, |s| {
+        !skim::is_elided(s.model.as_deref()) && !skim::is_elided(s.stop_reason.as_deref())
+    })
+}
+
+/// [`summarize`] on `body` as it is.
+fn summarize_exact(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
     if !mnemom_plugin_sdk::json::starts_object(body) {
         return Err(AdapterError::Unsupported(
             "response body is not a JSON object".to_owned(),
@@ -172,6 +182,17 @@ mod tests {
         assert!(e.usage.is_none() && e.model.is_none() && e.stop_reason.is_none());
     }
 
+    /// A response whose thinking, signature, text, tool input and one key are long strings.
+    fn long_strings_body(model: &str) -> Vec<u8> {
+        let long = "\\\"t\\u00e9 ".repeat(100);
+        format!(
+            r#"{{"model":"{model}","stop_reason":"end_turn","usage":{{"input_tokens":3,"{long}":1}},
+            "content":[{{"type":"thinking","thinking":"{long}","signature":"{long}"}},{{"type":"text","text":"{long}"}},
+            {{"type":"tool_use","id":"a","name":"f","input":{{"q":"{long}"}}}}]}}"#
+        )
+        .into_bytes()
+    }
+
     #[test]
     fn summary_counts_what_the_parse_reads() {
         let body = br#"{"model":"m","stop_reason":"tool_use","usage":{"input_tokens":3,"output_tokens":4},
@@ -191,7 +212,16 @@ mod tests {
             br#"{"content":[{"type":"tool_use"}],"content":[],"model":"a","model":"b"}"#,
             br#"{"content":{"type":"tool_use"},"usage":null,"stop_reason":null}"#,
             br#"{"content":[{"type":"text","type":"tool_use"}],"usage":{"input_tokens":"x"}}"#,
-        ] {
+        ]
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        // Long strings (cut by the skim): in content, as the model (read from the original),
+        // as a key, with escapes.
+        .chain([
+            long_strings_body("claude-x"),
+            long_strings_body(&"m".repeat(300)),
+        ]) {
+            let body = &body[..];
             let (full, summary) = (parse(body).unwrap(), summarize(body).unwrap());
             assert_eq!(
                 summary.tool_calls as usize,

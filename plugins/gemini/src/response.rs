@@ -2,6 +2,7 @@
 //! finish reason of the first candidate (or only their summary). Also the `GenerateContentResponse` wire types that the
 //! streaming parser shares (every SSE event carries one such response as a chunk).
 
+use mnemom_plugin_sdk::skim;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -205,6 +206,15 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
 /// `summarize-response` export): the same reading as [`parse`], without copying out thoughts,
 /// text or arguments.
 pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    // Long strings (thoughts, text, signatures) are cut out first: the summary never reads them, and stepping over
+    // them is most of a summary's work (`mnemom_plugin_sdk::skim`).
+    skim::read_skimmed(body, summarize_exact, |s| {
+        !skim::is_elided(s.model.as_deref()) && !skim::is_elided(s.stop_reason.as_deref())
+    })
+}
+
+/// [`summarize`] on `body` as it is.
+fn summarize_exact(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
     let mut response = GenerateContentResponse::from_slice(body)?;
     let (parts, stop_reason) = response.take_parts_and_stop();
     // Every part with a function call is one, as `parse` reads them (`Part::into_kind`).
@@ -230,6 +240,21 @@ mod tests {
             (&full.model, &full.stop_reason)
         );
         assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+    }
+
+    #[test]
+    fn summary_of_long_strings_and_a_long_model() {
+        let long = "\\\"t\\u00e9 ".repeat(100);
+        for model in ["gemini-2.5-pro".to_owned(), "g".repeat(300)] {
+            let body = format!(
+                r#"{{"candidates":[{{"content":{{"role":"model","parts":[
+                {{"text":"{long}","thought":true,"thoughtSignature":"{long}"}},{{"text":"{long}"}},
+                {{"functionCall":{{"name":"f","args":{{"q":"{long}"}}}}}}]}},"finishReason":"STOP"}}],
+                "usageMetadata":{{"promptTokenCount":3,"{long}":1}},"modelVersion":"{model}"}}"#
+            );
+            assert_summary_matches(body.as_bytes());
+            assert_eq!(summarize(body.as_bytes()).unwrap().model, Some(model));
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! output text, function and custom tool calls); and the summary of the same bodies (usage, model,
 //! stop reason, tool-call count).
 
+use mnemom_plugin_sdk::skim;
+
 use crate::exports::mnemom::gateway::adapter_summary::ResponseSummary;
 use crate::wire::{self, Item, Message};
 use crate::{AdapterError, Extraction, ToolCall};
@@ -42,6 +44,15 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
 /// `summarize-response` export): the same reading as [`parse`], without copying out thinking,
 /// text or arguments.
 pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
+    // Long strings (reasoning, text, arguments) are cut out first: the summary never reads them, and stepping over
+    // them is most of a summary's work (`mnemom_plugin_sdk::skim`).
+    skim::read_skimmed(body, summarize_exact, |s| {
+        !skim::is_elided(s.model.as_deref()) && !skim::is_elided(s.stop_reason.as_deref())
+    })
+}
+
+/// [`summarize`] on `body` as it is.
+fn summarize_exact(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
     let mut doc = read(body)?;
     let usage = doc.usage.take().map(wire::RawUsage::into_usage);
     let model = std::mem::take(&mut doc.model).owned();
@@ -177,6 +188,39 @@ mod tests {
                 arguments: "SELECT 1".into()
             }]
         );
+    }
+
+    #[test]
+    fn summary_of_long_strings_and_a_long_model() {
+        let long = "\\\"t\\u00e9 ".repeat(100);
+        for model in ["gpt-5".to_owned(), "g".repeat(300)] {
+            let chat = format!(
+                r#"{{"model":"{model}","choices":[{{"message":{{"content":"{long}","reasoning_content":"{long}",
+                "tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":"{long}"}}}}]}},
+                "finish_reason":"tool_calls"}}],"usage":{{"prompt_tokens":3,"{long}":1}}}}"#
+            );
+            let responses = format!(
+                r#"{{"object":"response","model":"{model}","status":"completed","output":[
+                {{"type":"reasoning","summary":[{{"type":"summary_text","text":"{long}"}}]}},
+                {{"type":"message","content":[{{"type":"output_text","text":"{long}"}}]}},
+                {{"type":"function_call","call_id":"c","name":"f","arguments":"{long}"}}],
+                "usage":{{"input_tokens":3,"output_tokens":4}}}}"#
+            );
+            for body in [chat, responses] {
+                let (full, summary) = (
+                    parse(body.as_bytes()).unwrap(),
+                    summarize(body.as_bytes()).unwrap(),
+                );
+                assert_eq!(summary.tool_calls, 1);
+                assert_eq!(summary.tool_calls as usize, full.tool_calls.len());
+                assert_eq!(
+                    (&summary.model, &summary.stop_reason),
+                    (&full.model, &full.stop_reason)
+                );
+                assert_eq!(summary.model.as_ref(), Some(&model));
+                assert_eq!(format!("{:?}", summary.usage), format!("{:?}", full.usage));
+            }
+        }
     }
 
     #[test]
