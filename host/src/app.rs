@@ -24,7 +24,7 @@ use crate::proxy::body::GatewayBody;
 use crate::proxy::error::not_found;
 use crate::proxy::exchange::ExchangeObserver;
 use crate::proxy::handler::Proxy;
-use crate::proxy::upstream::UpstreamClients;
+use crate::proxy::pool::UpstreamPools;
 use crate::store::{AgentSettings, OpenError, Store, StoreConfig};
 use crate::usage::UsageRecorder;
 use crate::writer::{JournalError, Writer, WriterSettings};
@@ -277,7 +277,7 @@ impl App {
         let proxy = Arc::new(Proxy {
             config: config.clone(),
             metrics: metrics.clone(),
-            clients: UpstreamClients::new(config.connect_timeout, config.worker_threads),
+            upstream: UpstreamPools::new(config.connect_timeout, config.worker_threads),
             observer,
             license: license.clone(),
             in_flight,

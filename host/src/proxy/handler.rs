@@ -19,8 +19,8 @@ use super::exchange::{Exchange, ExchangeObserver, InFlight, InFlightGuard};
 use super::extract::{Extracted, StreamAccumulator};
 use super::headers::{self, add_cors};
 use super::identity::{AgentIdentity, KeyError, extract_key};
+use super::pool::UpstreamPools;
 use super::sse::Framer;
-use super::upstream::UpstreamClients;
 use crate::aip::{Aip, CheckRequest, NudgeClaim, Outcome, VerdictLabel};
 use crate::config::Config;
 use crate::metrics::{Metrics, ProviderSeries};
@@ -50,8 +50,8 @@ pub struct Proxy {
     pub config: Arc<Config>,
     /// Metrics.
     pub metrics: Metrics,
-    /// Upstream clients (one per request worker).
-    pub clients: UpstreamClients,
+    /// Upstream connection pools (one per request worker).
+    pub upstream: UpstreamPools,
     /// Receives completed exchanges.
     pub observer: Arc<dyn ExchangeObserver>,
     /// The verified license (gates every proxied request).
@@ -284,7 +284,7 @@ impl Proxy {
         let sent = Instant::now();
         let response = match tokio::time::timeout(
             self.config.first_byte_timeout,
-            self.clients.current().request(upstream_request),
+            self.upstream.current().request(upstream_request),
         )
         .await
         {

@@ -8,5 +8,6 @@ pub mod extract;
 pub mod handler;
 pub mod headers;
 pub mod identity;
+pub mod pool;
 pub mod sse;
 pub mod upstream;
