@@ -131,7 +131,7 @@ impl Proxy {
         let started_at = SystemTime::now();
         let descriptor = adapter.plugin.descriptor();
         let provider = descriptor.name.clone();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let query = parts.uri.query();
 
         let key = extract_key(&descriptor.credential_sources, &parts.headers, query).map_err(
@@ -271,7 +271,8 @@ impl Proxy {
         let mut upstream_request = Request::new(Full::new(outbound_body.clone()));
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = uri;
-        *upstream_request.headers_mut() = headers::upstream_request_headers(&parts.headers);
+        *upstream_request.headers_mut() =
+            headers::upstream_request_headers(std::mem::take(&mut parts.headers));
         if !outbound_body.is_empty()
             || !matches!(parts.method, http::Method::GET | http::Method::HEAD)
         {
@@ -349,9 +350,13 @@ impl Proxy {
         forwarded: Forwarded,
         upstream_wait: Duration,
     ) -> Result<Response<GatewayBody>, ProxyError> {
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let status = parts.status;
-        let mut out_headers = headers::client_response_headers(&parts.headers);
+        let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_ascii_lowercase();
+        let encoding = header_str(&parts.headers, header::CONTENT_ENCODING)
+            .trim()
+            .to_ascii_lowercase();
+        let mut out_headers = headers::client_response_headers(std::mem::take(&mut parts.headers));
         if let Ok(v) = HeaderValue::from_str(&forwarded.identity.agent_id) {
             out_headers.insert(headers::AGENT.clone(), v);
         }
@@ -360,10 +365,6 @@ impl Proxy {
         }
         add_cors(&mut out_headers);
 
-        let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_ascii_lowercase();
-        let encoding = header_str(&parts.headers, header::CONTENT_ENCODING)
-            .trim()
-            .to_ascii_lowercase();
         let is_sse = content_type.starts_with("text/event-stream");
         if let Some(ctx) = &forwarded.aip
             && ctx.nudges_applied > 0

@@ -28,36 +28,44 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The headers to send upstream.
-pub fn upstream_request_headers(inbound: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(inbound);
-    let mut out = HeaderMap::with_capacity(inbound.len());
-    for (name, value) in inbound {
-        let n = name.as_str();
-        let dropped = HOP_BY_HOP.contains(&n)
+/// The headers to send upstream: the caller's, less hop-by-hop headers (and those its
+/// `Connection` lists), `host`, cookies, `content-length` (set for the body actually sent) and
+/// the gateway's own `x-mnemom-*`. Filtered in place: usually only `host` and `content-length`
+/// go, and nothing is copied. (Fields of different names may change order, which carries no
+/// meaning in HTTP.)
+pub fn upstream_request_headers(mut headers: HeaderMap) -> HeaderMap {
+    let listed = connection_listed(&headers);
+    remove_where(&mut headers, |n| {
+        HOP_BY_HOP.contains(&n)
             || listed.iter().any(|l| l == n)
             || n == "host"
             || n == "cookie"
             || n == "content-length"
-            || n.starts_with("x-mnemom-");
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
+            || n.starts_with("x-mnemom-")
+    });
+    headers
 }
 
-/// The headers to send to the client (before the gateway adds its own).
-pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(upstream);
-    let mut out = HeaderMap::with_capacity(upstream.len() + 6);
-    for (name, value) in upstream {
-        let n = name.as_str();
-        if !(HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n)) {
-            out.append(name.clone(), value.clone());
-        }
+/// The headers to send to the client (before the gateway adds its own): the provider's, less
+/// hop-by-hop headers and those its `Connection` lists. Filtered in place, as above.
+pub fn client_response_headers(mut headers: HeaderMap) -> HeaderMap {
+    let listed = connection_listed(&headers);
+    remove_where(&mut headers, |n| {
+        HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n)
+    });
+    headers
+}
+
+/// Removes every field whose name matches (all its values).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(&name);
     }
-    out
 }
 
 /// Headers the browser may read on cross-origin responses.
@@ -127,11 +135,35 @@ mod tests {
         ] {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        let out = upstream_request_headers(&h);
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        let out = upstream_request_headers(h.clone());
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(
             names,
-            vec!["x-api-key", "accept-encoding", "anthropic-version"]
+            vec!["accept-encoding", "anthropic-version", "x-api-key"]
         );
+        assert_eq!(out.len(), 3);
+
+        // A response: hop-by-hop and `Connection`-listed fields go, the rest (every value of
+        // repeated fields included) stays.
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        let out = client_response_headers(h);
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec![
+                "accept-encoding",
+                "anthropic-version",
+                "content-length",
+                "cookie",
+                "host",
+                "set-cookie",
+                "x-api-key",
+                "x-mnemom-api-key"
+            ]
+        );
+        assert_eq!(out.get_all("set-cookie").iter().count(), 2);
     }
 }
