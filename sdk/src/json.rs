@@ -31,24 +31,31 @@ pub fn push_string(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(text.len() + 2);
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => {
-                let byte = u32::from(c) as usize;
-                out.push_str("\\u00");
-                out.push(char::from(HEX[byte >> 4]));
-                out.push(char::from(HEX[byte & 0xf]));
+    // Runs that need no escape are copied whole. Every byte that does is ASCII, so the
+    // indices around it are character boundaries.
+    let mut run = 0;
+    for (at, &byte) in text.as_bytes().iter().enumerate() {
+        let mut control = [b'\\', b'u', b'0', b'0', 0, 0];
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => {
+                control[4] = HEX[usize::from(byte >> 4)];
+                control[5] = HEX[usize::from(byte & 0xf)];
+                std::str::from_utf8(&control).unwrap_or_default()
             }
-            c => out.push(c),
-        }
+            _ => continue,
+        };
+        out.push_str(text.get(run..at).unwrap_or_default());
+        out.push_str(escape);
+        run = at + 1;
     }
+    out.push_str(text.get(run..).unwrap_or_default());
     out.push('"');
 }
 
@@ -450,6 +457,13 @@ mod tests {
             assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s, "{text}");
         }
         assert_eq!(string("a\u{1}"), r#""a\u0001""#);
+        // Byte for byte what serde_json writes, for every ASCII character alone and between
+        // runs of multi-byte text.
+        for c in (0u8..0x80).map(char::from) {
+            for s in [c.to_string(), format!("é{c}✓{c}{c}🦀")] {
+                assert_eq!(string(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+            }
+        }
     }
 
     #[test]
