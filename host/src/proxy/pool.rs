@@ -295,8 +295,10 @@ impl ConnectionPool {
     }
 }
 
-/// An HTTP/1.1 request names its origin in `Host` and its target in origin form (`/path?q`).
+/// An HTTP/1.1 request names its origin in `Host` and its target in origin form (`/path?q`)
+/// (and is HTTP/1.1 even when an earlier attempt went out on an HTTP/2 connection).
 fn for_http1(request: &mut Request<Full<Bytes>>, uri: &Uri, authority: &Authority) {
+    *request.version_mut() = Version::HTTP_11;
     if !request.headers().contains_key(http::header::HOST)
         && let Ok(host) = HeaderValue::from_str(host_header(uri, authority))
     {
@@ -358,8 +360,10 @@ mod tests {
         let authority = uri.authority().unwrap().clone();
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri.clone();
+        *request.version_mut() = Version::HTTP_2;
         for_http1(&mut request, &uri, &authority);
         assert_eq!(request.uri().to_string(), "/v1/messages?beta=true");
+        assert_eq!(request.version(), Version::HTTP_11);
         assert_eq!(request.headers()["host"], "127.0.0.1:9000");
 
         let mut request = Request::new(Full::new(Bytes::new()));
