@@ -464,6 +464,7 @@ impl AdapterPlugin {
         call: impl AsyncFnOnce(&AdapterBindings, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let started = Instant::now();
+        let _running = self.engine.call();
         let mut warm = match self.checkout().await {
             Ok(warm) => warm,
             Err(e) => {

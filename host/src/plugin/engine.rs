@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-/// Granularity of call deadlines: the ticker advances the engine's epoch this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+use super::ticker::EpochTicker;
+pub use super::ticker::{CallGuard, EPOCH_TICK};
 
 /// Why a component could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub struct PluginEngine {
     engine: Engine,
     memory_cache: Arc<Mutex<HashMap<String, Component>>>,
     disk_cache: Option<PathBuf>,
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -72,8 +72,19 @@ impl PluginEngine {
             engine,
             memory_cache: Arc::default(),
             disk_cache,
-            _ticker: ticker,
+            ticker,
         })
+    }
+
+    /// Marks a call into a plugin (instantiation included) as running while the guard lives,
+    /// so the deadline ticker runs (it parks when no call has run for a while).
+    pub fn call(&self) -> CallGuard {
+        self.ticker.call()
+    }
+
+    /// Whether the deadline ticker is parked (no plugin call for a while).
+    pub fn ticker_parked(&self) -> bool {
+        self.ticker.is_parked()
     }
 
     /// The wasmtime engine.
@@ -165,36 +176,4 @@ impl PluginEngine {
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Advances the engine epoch every [`EPOCH_TICK`] on a dedicated thread until dropped.
-struct EpochTicker {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            });
-        if let Err(e) = spawned {
-            // Without the ticker deadlines cannot fire; calls would still finish or trap on
-            // memory, but a looping plugin would hang. Make it loud.
-            tracing::error!(error = %e, "could not start the plugin deadline ticker");
-        }
-        Self { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }

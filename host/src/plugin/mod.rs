@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod policy;
 pub mod registry;
 pub mod source;
+pub mod ticker;

@@ -441,6 +441,7 @@ impl PolicyPlugin {
     pub async fn describe(&self) -> Result<PolicyDescriptor, PluginError> {
         let started = Instant::now();
         let result = async {
+            let _running = self.engine.call();
             let mut warm = self.checkout().await?;
             let outcome = warm
                 .bindings
@@ -477,6 +478,7 @@ impl PolicyPlugin {
     }
 
     async fn check_inner(&self, input: &CheckInput) -> Result<Report, CheckError> {
+        let _running = self.engine.call();
         let mut warm = self.checkout().await?;
         let outcome = warm
             .bindings

@@ -205,6 +205,11 @@ impl PluginRegistry {
         self.current.load_full()
     }
 
+    /// The engine every plugin of this registry runs on.
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
     /// The directories being watched.
     pub fn directories(&self) -> &[PathBuf] {
         &self.config.plugin_dirs

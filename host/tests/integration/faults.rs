@@ -57,6 +57,41 @@ async fn gateway_with(
 
 const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
 
+/// The deadline ticker parks when no plugin call has run for 100 ms; a looping plugin called
+/// after such a spell still meets its deadline (the call wakes the ticker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_times_out_after_the_ticker_parked() {
+    let mock = mock().await;
+    let dir = fault_dir("loop-idle", "loop", "fail-closed", "transform-request");
+    let gateway = gateway_with(&mock, &[&dir], &["loop-idle"]).await;
+    let engine = gateway.app.registry.engine();
+    let waited = Instant::now();
+    while !engine.ticker_parked() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the ticker never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..2 {
+        let started = Instant::now();
+        let response = post(
+            &gateway.url("/loop-idle/v1/chat/completions"),
+            &[("authorization", "Bearer k")],
+            BODY,
+        )
+        .await;
+        assert_eq!(response.status, 502, "{:?}", response.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    let series = "gateway_plugin_calls_total{plugin=\"loop-idle\",result=\"timeout\"}";
+    assert_eq!(gateway.metric(series).await, Some(2.0), "{series}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_looping_and_greedy_plugins_fail_open_or_closed() {
     let mock = mock().await;
