@@ -30,7 +30,7 @@ struct Shared {
     active: AtomicUsize,
     /// Calls started so far (a short call may begin and end between two ticks).
     started: AtomicU64,
-    /// Ticks since the ticker was started or woken (for tests and the debug view).
+    /// Ticks since the ticker started (read by tests; shown by `Debug`).
     ticks: AtomicU64,
     parked: AtomicBool,
     stop: AtomicBool,

@@ -34,11 +34,12 @@ const MAX_PER_ORIGIN: usize = 1024;
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// No connection could be made (DNS, TCP, TLS).
-    #[error("connect error: {0}")]
-    Connect(Box<dyn std::error::Error + Send + Sync>),
-    /// The connection failed during the exchange.
-    #[error("request failed: {0}")]
+    /// No connection could be made (DNS, TCP, TLS). The cause is the source, so an error
+    /// chain reads "connect error: tcp connect error: Connection refused (os error 111)".
+    #[error("connect error")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The connection failed during the exchange (the cause is the source).
+    #[error("upstream request failed")]
     Http(#[from] hyper::Error),
     /// The URI has no scheme or authority (a base URL the configuration should have refused).
     #[error("upstream URI {0} is not absolute")]
@@ -143,12 +144,14 @@ impl ConnectionPool {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(UpstreamError::NotAbsolute(uri.to_string()));
         };
-        let mut reused = true;
+        // One retry, and only for a request a kept connection refused unsent: a new
+        // connection that fails has told the truth about the upstream.
+        let mut may_retry = true;
         loop {
             let sender = match self.checkout(scheme, authority) {
                 Some(sender) => sender,
                 None => {
-                    reused = false;
+                    may_retry = false;
                     self.connect(&uri, scheme, authority).await?
                 }
             };
@@ -171,10 +174,10 @@ impl ConnectionPool {
                 Err(mut error) => match error.take_message() {
                     // Closed before it was sent (the server dropped a kept connection): once
                     // more, on a new connection.
-                    Some(unsent) if reused => {
+                    Some(unsent) if may_retry => {
                         request = unsent;
                         *request.uri_mut() = uri.clone();
-                        reused = false;
+                        may_retry = false;
                         self.forget_closed(scheme, authority);
                     }
                     _ => return Err(UpstreamError::Http(error.into_error())),
@@ -188,10 +191,9 @@ impl ConnectionPool {
     /// dropped on the way.
     fn checkout(&self, scheme: &Scheme, authority: &Authority) -> Option<Sender> {
         let mut origins = self.origins.lock().ok()?;
-        let origin = origins
-            .iter_mut()
-            .find(|o| o.authority == *authority && o.scheme == *scheme)?;
-        let now = Instant::now();
+        let origin = find_origin(&mut origins, scheme, authority)?;
+        // Read the clock only when a connection's age matters.
+        let mut now = None;
         let mut index = origin.connections.len();
         // Most recently kept first: the warmest connection.
         while index > 0 {
@@ -204,6 +206,7 @@ impl ConnectionPool {
             match &kept.sender {
                 Sender::Http2(sender) => return Some(Sender::Http2(sender.clone())),
                 Sender::Http1(sender) if sender.is_ready() => {
+                    let now = *now.get_or_insert_with(Instant::now);
                     if now.saturating_duration_since(kept.seen_busy) > IDLE_TIMEOUT {
                         // Idle too long: the server may close it any moment.
                         origin.connections.swap_remove(index);
@@ -212,7 +215,7 @@ impl ConnectionPool {
                     return Some(origin.connections.swap_remove(index).sender);
                 }
                 // Still streaming a response: its idle time starts later.
-                Sender::Http1(_) => kept.seen_busy = now,
+                Sender::Http1(_) => kept.seen_busy = *now.get_or_insert_with(Instant::now),
             }
         }
         None
@@ -227,10 +230,7 @@ impl ConnectionPool {
             sender,
             seen_busy: Instant::now(),
         };
-        match origins
-            .iter_mut()
-            .find(|o| o.authority == *authority && o.scheme == *scheme)
-        {
+        match find_origin(&mut origins, scheme, authority) {
             Some(origin) if origin.connections.len() < MAX_PER_ORIGIN => {
                 origin.connections.push(kept);
             }
@@ -247,9 +247,7 @@ impl ConnectionPool {
     /// Drops the origin's closed connections (after one failed a request).
     fn forget_closed(&self, scheme: &Scheme, authority: &Authority) {
         if let Ok(mut origins) = self.origins.lock()
-            && let Some(origin) = origins
-                .iter_mut()
-                .find(|o| o.authority == *authority && o.scheme == *scheme)
+            && let Some(origin) = find_origin(&mut origins, scheme, authority)
         {
             origin.connections.retain(|kept| !kept.sender.is_closed());
         }
@@ -293,6 +291,17 @@ impl ConnectionPool {
             Ok(Sender::Http1(sender))
         }
     }
+}
+
+/// The kept connections to `scheme://authority`, if any were kept.
+fn find_origin<'a>(
+    origins: &'a mut [Origin],
+    scheme: &Scheme,
+    authority: &Authority,
+) -> Option<&'a mut Origin> {
+    origins
+        .iter_mut()
+        .find(|o| o.authority == *authority && o.scheme == *scheme)
 }
 
 /// An HTTP/1.1 request names its origin in `Host` and its target in origin form (`/path?q`)
@@ -406,6 +415,18 @@ mod tests {
         *request.uri_mut() = format!("http://{address}/").parse().unwrap();
         let error = pool.request(request).await.unwrap_err();
         assert!(error.is_connect(), "{error}");
+        // The cause is reachable through the chain, once: the refused TCP connect.
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+            }
+            source = cause.source();
+        }
+        assert_eq!(error.to_string(), "connect error");
+        assert!(causes.iter().any(|c| c.contains("refused")), "{causes:?}");
 
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = Uri::from_static("/relative");

@@ -60,8 +60,8 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
 ///
 /// Errors: [`AdapterError::Unsupported`] when the body is not a JSON object.
 pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
-    // Long strings (thinking, signatures, text) are cut out first: the summary never reads them, and stepping over
-    // them is most of a summary's work (`mnemom_plugin_sdk::skim`).
+    // Long strings (thinking, signatures, text) are cut out first: the summary never reads
+    // them, and stepping over them is most of its work (`mnemom_plugin_sdk::skim`).
     skim::read_skimmed(body, summarize_exact, |s| {
         !skim::is_elided(s.model.as_deref()) && !skim::is_elided(s.stop_reason.as_deref())
     })

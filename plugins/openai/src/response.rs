@@ -44,8 +44,8 @@ pub fn parse(body: &[u8]) -> Result<Extraction, AdapterError> {
 /// `summarize-response` export): the same reading as [`parse`], without copying out thinking,
 /// text or arguments.
 pub fn summarize(body: &[u8]) -> Result<ResponseSummary, AdapterError> {
-    // Long strings (reasoning, text, arguments) are cut out first: the summary never reads them, and stepping over
-    // them is most of a summary's work (`mnemom_plugin_sdk::skim`).
+    // Long strings (reasoning, text, arguments) are cut out first: the summary never reads
+    // them, and stepping over them is most of its work (`mnemom_plugin_sdk::skim`).
     skim::read_skimmed(body, summarize_exact, |s| {
         !skim::is_elided(s.model.as_deref()) && !skim::is_elided(s.stop_reason.as_deref())
     })
