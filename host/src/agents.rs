@@ -26,6 +26,12 @@ const LOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 const LOCAL_TTL: Duration = Duration::from_secs(1);
 /// Agents whose settings are kept locally; the memo is cleared when it grows beyond this.
 const LOCAL_MAX: usize = 100_000;
+/// An agent the database did not know is not looked up again for this long: until the writer
+/// has created it (its first batch, within `MNEMOM_WRITER_FLUSH_INTERVAL_MS`), or for as long
+/// as it cannot, every request would otherwise read the database. Safe to remember: an unknown
+/// agent has the default settings (it cannot be contained), and a cached entry (written when
+/// the agent is created, loaded or contained) is read before this memo.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
 
 /// The cached value: the part of the original's `QuotaContext` the gateway reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +63,31 @@ struct Inner {
     retry_after: Mutex<Option<tokio::time::Instant>>,
     /// Decoded settings in front of the cache (Redis or in-process).
     local: Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>,
+    /// Agents the database did not know, and when it said so ([`UNKNOWN_TTL`]).
+    unknown: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Inner {
+    /// Whether the database said, less than [`UNKNOWN_TTL`] ago, that it has no such agent.
+    fn known_unknown(&self, agent_id: &str) -> bool {
+        self.unknown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(agent_id)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+    }
+
+    /// Remembers that the database has no such agent (yet).
+    fn mark_unknown(&self, agent_id: &str) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+        if unknown.len() >= LOCAL_MAX {
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
+            if unknown.len() >= LOCAL_MAX {
+                unknown.clear();
+            }
+        }
+        unknown.insert(agent_id.to_owned(), std::time::Instant::now());
+    }
 }
 
 impl Agents {
@@ -65,6 +96,7 @@ impl Agents {
         Self {
             inner: Arc::new(Inner {
                 local: Mutex::new(std::collections::HashMap::new()),
+                unknown: Mutex::new(std::collections::HashMap::new()),
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -75,7 +107,8 @@ impl Agents {
 
     /// The agent's settings if the cache has them. On a miss (or a cache failure) `None`: the
     /// caller goes on with [`AgentSettings::default`], and a background task loads the agent from
-    /// the database into the cache (one at a time per agent; an unknown agent is not cached).
+    /// the database into the cache (one at a time per agent; an agent the database does not know is
+    /// not asked for again for [`UNKNOWN_TTL`]).
     /// Never waits for the database.
     pub async fn settings(&self, agent_id: &str) -> Option<AgentSettings> {
         let key = keys::quota_agent(agent_id);
@@ -89,7 +122,7 @@ impl Agents {
     /// The agent's settings from the cache; on a miss, loaded from the database for at most
     /// `wait` (then cached), so that a paused agent is refused even on a cold cache. Past
     /// `wait`, or while the database is failing, `None` (use the defaults) and the load goes on
-    /// in the background. Unknown agents are `None`.
+    /// in the background. Unknown agents are `None` (and not read again for [`UNKNOWN_TTL`]).
     pub async fn settings_or_load(&self, agent_id: &str, wait: Duration) -> Option<AgentSettings> {
         if let Some(settings) = self.local_get(agent_id) {
             return Some(settings);
@@ -105,6 +138,9 @@ impl Agents {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|t| tokio::time::Instant::now() < t);
+        if self.inner.known_unknown(agent_id) {
+            return None;
+        }
         if failing || wait.is_zero() {
             self.load_in_background(agent_id);
             return None;
@@ -130,7 +166,10 @@ impl Agents {
                 self.local_put(agent_id, &agent.settings);
                 Some(agent.settings)
             }
-            Ok(Ok(None)) => None,
+            Ok(Ok(None)) => {
+                self.inner.mark_unknown(agent_id);
+                None
+            }
             Ok(Err(e)) => {
                 *self
                     .inner
@@ -178,6 +217,9 @@ impl Agents {
     }
 
     fn load_in_background(&self, agent_id: &str) {
+        if self.inner.known_unknown(agent_id) {
+            return;
+        }
         let now = tokio::time::Instant::now();
         if self
             .inner
@@ -202,7 +244,7 @@ impl Agents {
         crate::workers::spawn_background(async move {
             match inner.store.agent(&agent_id).await {
                 Ok(Some(agent)) => remember(&inner.cache, &agent).await,
-                Ok(None) => {}
+                Ok(None) => inner.mark_unknown(&agent_id),
                 Err(e) => {
                     *inner
                         .retry_after
@@ -218,5 +260,53 @@ impl Agents {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&agent_id);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::tests::TestDb;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn an_unknown_agent_is_not_read_again_until_its_memo_expires() {
+        let db = TestDb::sqlite();
+        db.store.migrate().await.unwrap();
+        let metrics = Metrics::new().unwrap();
+        let cache = Cache::memory(&metrics);
+        let agents = Agents::new(cache.clone(), db.store.clone());
+
+        assert_eq!(agents.settings_or_load("smolt-0000aaaa", WAIT).await, None);
+        // Created behind the gateway's back (no cache entry): the memo answers, not the
+        // database.
+        let created = db
+            .store
+            .get_or_create_agent("0000aaaa00000000", "smolt-0000aaaa")
+            .await
+            .unwrap();
+        assert_eq!(agents.settings_or_load(&created.id, WAIT).await, None);
+        assert_eq!(agents.settings(&created.id).await, None);
+        tokio::time::sleep(UNKNOWN_TTL + Duration::from_millis(50)).await;
+        assert_eq!(
+            agents.settings_or_load(&created.id, WAIT).await,
+            Some(created.settings.clone())
+        );
+
+        // A cache entry (written when the writer creates an agent) is read before the memo.
+        assert_eq!(agents.settings_or_load("smolt-0000bbbb", WAIT).await, None);
+        let other = db
+            .store
+            .get_or_create_agent("0000bbbb00000000", "smolt-0000bbbb")
+            .await
+            .unwrap();
+        remember(&cache, &other).await;
+        assert_eq!(
+            agents.settings_or_load(&other.id, WAIT).await,
+            Some(other.settings)
+        );
+        db.finish().await;
     }
 }
