@@ -23,15 +23,15 @@ const LOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Settings read from the cache are kept in this process for this long, decoded, so a request
 /// pays neither a Redis round trip nor a JSON decode; a change made on another pod is seen within
 /// this time (changes made here — auto-containment — are seen at once).
+///
+/// An agent the database did not know is remembered as unknown for as long: until the writer
+/// has created it (its first batch, within `MNEMOM_WRITER_FLUSH_INTERVAL_MS`), or for as long as
+/// it cannot, every request would otherwise read the database. That is safe: an unknown agent
+/// has the default settings (it cannot be contained), and the cache (written when the agent is
+/// created, loaded or contained) is read before an unknown entry is believed.
 const LOCAL_TTL: Duration = Duration::from_secs(1);
-/// Agents whose settings are kept locally; the memo is cleared when it grows beyond this.
+/// Agents kept locally; the memo is cleared when it grows beyond this.
 const LOCAL_MAX: usize = 100_000;
-/// An agent the database did not know is not looked up again for this long: until the writer
-/// has created it (its first batch, within `MNEMOM_WRITER_FLUSH_INTERVAL_MS`), or for as long
-/// as it cannot, every request would otherwise read the database. Safe to remember: an unknown
-/// agent has the default settings (it cannot be contained), and a cached entry (written when
-/// the agent is created, loaded or contained) is read before this memo.
-const UNKNOWN_TTL: Duration = Duration::from_secs(1);
 
 /// The cached value: the part of the original's `QuotaContext` the gateway reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,32 +61,34 @@ struct Inner {
     store: Store,
     loading: Mutex<HashSet<String>>,
     retry_after: Mutex<Option<tokio::time::Instant>>,
-    /// Decoded settings in front of the cache (Redis or in-process).
-    local: Mutex<std::collections::HashMap<String, (AgentSettings, std::time::Instant)>>,
-    /// Agents the database did not know, and when it said so ([`UNKNOWN_TTL`]).
-    unknown: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// In front of the cache (Redis or in-process): an agent's decoded settings, or `None` when
+    /// the database did not know it, and when that was learnt ([`LOCAL_TTL`]).
+    local: Mutex<std::collections::HashMap<String, (Option<AgentSettings>, std::time::Instant)>>,
 }
 
 impl Inner {
-    /// Whether the database said, less than [`UNKNOWN_TTL`] ago, that it has no such agent.
-    fn known_unknown(&self, agent_id: &str) -> bool {
-        self.unknown
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(agent_id)
-            .is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+    /// What this process learnt of the agent less than [`LOCAL_TTL`] ago: `Some(None)` when the
+    /// database did not know it.
+    fn local_get(&self, agent_id: &str) -> Option<Option<AgentSettings>> {
+        let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let (settings, at) = local.get(agent_id)?;
+        (at.elapsed() < LOCAL_TTL).then(|| settings.clone())
     }
 
-    /// Remembers that the database has no such agent (yet).
-    fn mark_unknown(&self, agent_id: &str) {
-        let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
-        if unknown.len() >= LOCAL_MAX {
-            unknown.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
-            if unknown.len() >= LOCAL_MAX {
-                unknown.clear();
-            }
+    fn local_put(&self, agent_id: &str, settings: Option<&AgentSettings>) {
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        if local.len() >= LOCAL_MAX {
+            local.clear();
         }
-        unknown.insert(agent_id.to_owned(), std::time::Instant::now());
+        local.insert(
+            agent_id.to_owned(),
+            (settings.cloned(), std::time::Instant::now()),
+        );
+    }
+
+    /// Whether the database said, less than [`LOCAL_TTL`] ago, that it has no such agent.
+    fn known_unknown(&self, agent_id: &str) -> bool {
+        matches!(self.local_get(agent_id), Some(None))
     }
 }
 
@@ -96,7 +98,6 @@ impl Agents {
         Self {
             inner: Arc::new(Inner {
                 local: Mutex::new(std::collections::HashMap::new()),
-                unknown: Mutex::new(std::collections::HashMap::new()),
                 cache,
                 store,
                 loading: Mutex::new(HashSet::new()),
@@ -108,7 +109,7 @@ impl Agents {
     /// The agent's settings if the cache has them. On a miss (or a cache failure) `None`: the
     /// caller goes on with [`AgentSettings::default`], and a background task loads the agent from
     /// the database into the cache (one at a time per agent; an agent the database does not know is
-    /// not asked for again for [`UNKNOWN_TTL`]).
+    /// not asked for again for [`LOCAL_TTL`]).
     /// Never waits for the database.
     pub async fn settings(&self, agent_id: &str) -> Option<AgentSettings> {
         let key = keys::quota_agent(agent_id);
@@ -122,15 +123,20 @@ impl Agents {
     /// The agent's settings from the cache; on a miss, loaded from the database for at most
     /// `wait` (then cached), so that a paused agent is refused even on a cold cache. Past
     /// `wait`, or while the database is failing, `None` (use the defaults) and the load goes on
-    /// in the background. Unknown agents are `None` (and not read again for [`UNKNOWN_TTL`]).
+    /// in the background. Unknown agents are `None` (and not read again for [`LOCAL_TTL`]).
     pub async fn settings_or_load(&self, agent_id: &str, wait: Duration) -> Option<AgentSettings> {
-        if let Some(settings) = self.local_get(agent_id) {
+        let local = self.inner.local_get(agent_id);
+        if let Some(Some(settings)) = local {
             return Some(settings);
         }
         let key = keys::quota_agent(agent_id);
         if let Some(cached) = self.inner.cache.get_json::<CachedAgent>(&key).await {
-            self.local_put(agent_id, &cached.agent_settings);
+            self.inner.local_put(agent_id, Some(&cached.agent_settings));
             return Some(cached.agent_settings);
+        }
+        // Not in the cache, and the database did not know it a moment ago.
+        if local.is_some() {
+            return None;
         }
         let failing = self
             .inner
@@ -138,9 +144,6 @@ impl Agents {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|t| tokio::time::Instant::now() < t);
-        if self.inner.known_unknown(agent_id) {
-            return None;
-        }
         if failing || wait.is_zero() {
             self.load_in_background(agent_id);
             return None;
@@ -163,11 +166,11 @@ impl Agents {
         match tokio::time::timeout(wait, read).await {
             Ok(Ok(Some(agent))) => {
                 remember(&self.inner.cache, &agent).await;
-                self.local_put(agent_id, &agent.settings);
+                self.inner.local_put(agent_id, Some(&agent.settings));
                 Some(agent.settings)
             }
             Ok(Ok(None)) => {
-                self.inner.mark_unknown(agent_id);
+                self.inner.local_put(agent_id, None);
                 None
             }
             Ok(Err(e)) => {
@@ -195,25 +198,7 @@ impl Agents {
             agent_settings: settings.clone(),
         };
         self.inner.cache.put_json(&key, &value, Some(key.ttl)).await;
-        self.local_put(agent_id, settings);
-    }
-
-    fn local_get(&self, agent_id: &str) -> Option<AgentSettings> {
-        let local = self.inner.local.lock().ok()?;
-        let (settings, at) = local.get(agent_id)?;
-        (at.elapsed() < LOCAL_TTL).then(|| settings.clone())
-    }
-
-    fn local_put(&self, agent_id: &str, settings: &AgentSettings) {
-        if let Ok(mut local) = self.inner.local.lock() {
-            if local.len() >= LOCAL_MAX {
-                local.clear();
-            }
-            local.insert(
-                agent_id.to_owned(),
-                (settings.clone(), std::time::Instant::now()),
-            );
-        }
+        self.inner.local_put(agent_id, Some(settings));
     }
 
     fn load_in_background(&self, agent_id: &str) {
@@ -244,7 +229,7 @@ impl Agents {
         crate::workers::spawn_background(async move {
             match inner.store.agent(&agent_id).await {
                 Ok(Some(agent)) => remember(&inner.cache, &agent).await,
-                Ok(None) => inner.mark_unknown(&agent_id),
+                Ok(None) => inner.local_put(&agent_id, None),
                 Err(e) => {
                     *inner
                         .retry_after
@@ -289,7 +274,7 @@ mod tests {
             .unwrap();
         assert_eq!(agents.settings_or_load(&created.id, WAIT).await, None);
         assert_eq!(agents.settings(&created.id).await, None);
-        tokio::time::sleep(UNKNOWN_TTL + Duration::from_millis(50)).await;
+        tokio::time::sleep(LOCAL_TTL + Duration::from_millis(50)).await;
         assert_eq!(
             agents.settings_or_load(&created.id, WAIT).await,
             Some(created.settings.clone())
